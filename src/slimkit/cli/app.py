@@ -1,0 +1,89 @@
+"""The ``slimkit`` command: the typer app, the terminal, and one-line errors.
+
+The library logs and never prints; this shell owns the terminal: progress bars, tables, colours.
+A user error prints one line and exits 1; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+
+from slimkit.errors import SlimkitError
+
+console = Console()
+error_console = Console(stderr=True)
+
+app = typer.Typer(
+    name="slimkit",
+    help="Make PyTorch models smaller, faster and better, measured on real runtimes.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+_state = {"debug": False}
+
+
+def _version(value: bool) -> None:
+    if value:
+        from slimkit import __version__
+
+        console.print(f"slimkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks and debug logs."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show informational logs."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """slimkit: train, compress, export, run and measure models on real deployment runtimes."""
+    _state["debug"] = debug
+    level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(
+        level=level,
+        format="%(message)s",
+        handlers=[RichHandler(console=error_console, show_path=False)],
+        force=True,
+    )
+    # torch.onnx logs a warning per missing torchvision operator; it is noise for slimkit users.
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``slimkit`` console script."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    try:
+        app(args=args, prog_name="slimkit")
+    except SlimkitError as error:
+        if debug:
+            raise
+        error_console.print(f"[bold red]error:[/] {error}", highlight=False)
+        sys.exit(1)
+    except OSError as error:
+        if debug:
+            raise
+        error_console.print(f"[bold red]error:[/] {error}", highlight=False)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        error_console.print("[yellow]interrupted[/]")
+        sys.exit(130)
+    except Exception as error:  # a bug: say so in one line, the traceback is one flag away
+        if debug:
+            raise
+        error_console.print(
+            f"[bold red]internal error:[/] {type(error).__name__}: {error} "
+            "(run again with --debug for the traceback, and please report it)",
+            highlight=False,
+        )
+        sys.exit(2)

@@ -1,0 +1,85 @@
+"""``slimkit export``: write a checkpoint's model for a runtime, and check parity there."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from slimkit.cli.app import app, console
+from slimkit.cli.display import make_table
+from slimkit.cli.options import resolve_data
+from slimkit.data import load_dataset
+from slimkit.errors import ConfigError, ExportError
+from slimkit.export import export, exporter_info, list_formats
+from slimkit.io import write_json_atomic
+from slimkit.measure import compare_logits
+from slimkit.runtime import PyTorchRunner, load_runtime, predict_batches, runtime_info
+from slimkit.train import load_checkpoint
+
+PARITY_ATOL = 1e-4
+
+
+@app.command("export")
+def export_command(
+    checkpoint: Path = typer.Argument(..., help="A slimkit checkpoint (.safetensors)."),
+    runtime: str = typer.Option(
+        "onnxruntime", help="Target runtime (see `slimkit measure --help`)."
+    ),
+    out: Path | None = typer.Option(None, help="Output file [default: beside the checkpoint]."),
+    data: str | None = typer.Option(
+        None, help="Data for the parity check [default: the checkpoint's]."
+    ),
+    parity: bool = typer.Option(
+        True, help="Check the exported file against PyTorch on the test split."
+    ),
+) -> None:
+    """Export a checkpoint for a runtime and check that the runtime computes the same logits."""
+    info = runtime_info(runtime)
+    if info.format not in list_formats():
+        raise ConfigError(
+            f"runtime {runtime!r} runs {info.format} files directly; there is nothing to export "
+            f"(formats that export: {', '.join(list_formats())})"
+        )
+    loaded = load_checkpoint(checkpoint)
+    suffix = exporter_info(info.format).suffix
+    out = out or checkpoint.with_suffix(suffix)
+    data_config = resolve_data(data, checkpoint)
+    metadata = {
+        "slimkit.data": json.dumps(data_config.to_dict()),
+        "slimkit.checkpoint": str(checkpoint),
+    }
+    with console.status(f"exporting to {info.format}"):
+        result = export(loaded.model, out, format=info.format, metadata=metadata)
+    summary: dict[str, object] = {
+        "export": result.to_dict(),
+        "runtime": runtime,
+        "checkpoint": str(checkpoint),
+    }
+    ok = True
+    rows = [[str(out), info.format, f"{result.file_bytes:,}"]]
+    header = ["file", "format", "bytes"]
+    if parity:
+        with console.status(f"parity check in {runtime}"):
+            dataset = load_dataset(data_config)
+            x = dataset.test.x.numpy()
+            reference = predict_batches(PyTorchRunner.from_model(loaded.model).run, x)
+            candidate = predict_batches(load_runtime(runtime, out).run, x)
+            check = compare_logits(reference, candidate)
+        summary["parity"] = check.to_dict()
+        ok = check.passes(atol=PARITY_ATOL)
+        header += ["max |Δ logit|", "argmax agree", "parity"]
+        rows[0] += [
+            f"{check.max_abs_diff:.2e}",
+            f"{100 * check.argmax_agreement:.2f}%",
+            "[green]ok[/]" if ok else "[red]FAILED[/]",
+        ]
+    console.print(make_table(header, rows))
+    summary_path = write_json_atomic(out.with_name(out.name + ".json"), summary)
+    console.print(f"summary: {summary_path}")
+    if parity and not ok:
+        raise ExportError(
+            f"parity check failed for {out}: max |Δ logit| {check.max_abs_diff:.2e} "
+            f"(limit {PARITY_ATOL:.0e}), argmax agreement {100 * check.argmax_agreement:.2f}%"
+        )

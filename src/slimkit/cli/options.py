@@ -1,0 +1,78 @@
+"""Helpers shared by the commands: parsing ``key=value`` arguments, shapes, and finding data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from slimkit.data import DataConfig, parse_data_spec
+from slimkit.errors import ConfigError
+from slimkit.train import read_checkpoint_metadata
+
+
+def parse_key_values(items: list[str] | None, what: str = "--model-arg") -> dict[str, Any]:
+    """``["hidden=[300,100]", "dropout=0.5"]`` → ``{"hidden": [300, 100], "dropout": 0.5}``.
+
+    Values are read as JSON (numbers, lists, true/false) and fall back to plain strings; nothing is
+    evaluated as code.
+    """
+    result: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{what} takes KEY=VALUE; got {item!r}")
+        try:
+            result[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            result[key.strip()] = value
+    return result
+
+
+def parse_shape(text: str) -> tuple[int, int, int]:
+    """``"1x28x28"`` → ``(1, 28, 28)``."""
+    try:
+        parts = tuple(int(p) for p in text.lower().split("x"))
+    except ValueError:
+        parts = ()
+    if len(parts) != 3 or min(parts) < 1:
+        raise ConfigError(f"--input-shape must look like CxHxW, e.g. 1x28x28; got {text!r}")
+    return parts[0], parts[1], parts[2]
+
+
+def onnx_metadata(path: Path) -> dict[str, str]:
+    """The ``metadata_props`` of an ONNX file (empty if unreadable; the runtime reports that)."""
+    try:
+        import onnx
+
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:
+        return {}
+    return {p.key: p.value for p in model.metadata_props}
+
+
+def data_config_of(path: Path) -> DataConfig | None:
+    """The data a slimkit checkpoint or ONNX file was trained on, if it recorded it."""
+    data: Any = None
+    if path.suffix == ".safetensors":
+        _, extra = read_checkpoint_metadata(path)
+        data = extra.get("data")
+    elif path.suffix == ".onnx":
+        raw = onnx_metadata(path).get("slimkit.data")
+        data = json.loads(raw) if raw else None
+    return DataConfig.from_dict(data) if isinstance(data, dict) else None
+
+
+def resolve_data(spec: str | None, *candidates: Path | None, seed: int | None = None) -> DataConfig:
+    """``--data`` if given, else the data recorded in the first candidate file that has it."""
+    if spec:
+        return parse_data_spec(spec, seed=seed or 0)
+    for path in candidates:
+        if path is not None and path.is_file():
+            config = data_config_of(path)
+            if config is not None:
+                return config
+    raise ConfigError(
+        "no data set given and none recorded in the model file; pass --data "
+        "(e.g. --data digits or --data mnist:PATH)"
+    )

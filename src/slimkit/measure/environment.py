@@ -1,0 +1,72 @@
+"""The environment a measurement was taken in: CPU, instruction sets, threads, package versions.
+
+Latency depends on the CPU (AVX2 only vs AVX-512 VNNI changes int8 speed a lot), so every record
+carries this.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+CPU_FEATURES = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8")
+PACKAGES = ("slimkit", "torch", "numpy", "onnx", "onnxruntime", "onnxscript", "scikit-learn")
+
+
+def _cpuinfo() -> tuple[str, list[str]]:
+    model: str = platform.processor() or platform.machine()
+    flags: list[str] = []
+    path = Path("/proc/cpuinfo")
+    if path.is_file():
+        for line in path.read_text(errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and value.strip():
+                model = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = value.split()
+    return model, flags
+
+
+def package_version(name: str) -> str | None:
+    """Installed version of ``name``, or None."""
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+@lru_cache(maxsize=1)
+def environment() -> dict[str, Any]:
+    """A JSON-safe description of this machine and the packages measuring on it.
+
+    Example:
+        >>> env = environment()
+        >>> sorted(env)[:3]
+        ['cpu', 'cpu_count', 'cpu_features']
+    """
+    model, flags = _cpuinfo()
+    features = [f for f in CPU_FEATURES if f in flags]
+    try:
+        affinity = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        affinity = os.cpu_count() or 1
+    return {
+        "cpu": model,
+        "cpu_features": features,
+        "cpu_count": affinity,
+        "machine": platform.machine(),
+        "system": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "packages": {name: package_version(name) for name in PACKAGES},
+    }
+
+
+def describe_cpu(env: dict[str, Any] | None = None) -> str:
+    """One line such as ``AMD EPYC (2 cores; avx2, fma, avx512_vnni)``."""
+    env = env or environment()
+    features = ", ".join(env["cpu_features"]) or "no AVX2"
+    return f"{env['cpu']} ({env['cpu_count']} cores; {features})"

@@ -1,0 +1,164 @@
+"""The ``measure`` verb: a model file in a runtime → one :class:`MeasureRecord`.
+
+Accuracy is measured on the held-out test split through the runtime itself; parity compares the
+runtime's logits with the PyTorch reference model on the same test inputs; latency is timed on
+real test inputs for every (batch size, threads) setting, each thread count in its own session.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from slimkit.data import Dataset
+from slimkit.errors import ConfigError
+from slimkit.measure.counters import count_costs
+from slimkit.measure.environment import environment
+from slimkit.measure.latency import LatencyConfig, LatencyStats, measure_latency
+from slimkit.measure.parity import compare_logits
+from slimkit.measure.record import MeasureRecord
+from slimkit.runtime import PyTorchRunner, Runner, load_runtime, predict_batches, runtime_info
+
+logger = logging.getLogger(__name__)
+
+ProgressFn = Callable[[str], None]
+
+
+def _batch_of(x: np.ndarray, batch_size: int) -> np.ndarray:
+    """The first ``batch_size`` samples of ``x``, tiled if ``x`` has fewer."""
+    if len(x) >= batch_size:
+        return np.ascontiguousarray(x[:batch_size])
+    reps = -(-batch_size // len(x))
+    return np.ascontiguousarray(np.concatenate([x] * reps)[:batch_size])
+
+
+def accuracy_of(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Fraction of rows whose argmax equals the label."""
+    return float(np.mean(logits.argmax(axis=1) == labels))
+
+
+def measure(
+    model_or_path: nn.Module | str | os.PathLike[str],
+    data: Dataset,
+    *,
+    runtime: str = "onnxruntime",
+    batch_sizes: Sequence[int] = (1, 64),
+    threads: Sequence[int] = (1,),
+    reference: nn.Module | None = None,
+    latency: LatencyConfig | None = None,
+    name: str | None = None,
+    progress: ProgressFn | None = None,
+) -> MeasureRecord:
+    """Measure a model file (or a live model, for ``runtime="pytorch"``) on ``data``'s test split.
+
+    Args:
+        model_or_path: the exported file for ``runtime``, or an ``nn.Module`` for ``pytorch``.
+        data: the data set; accuracy and parity use its test split, latency its test inputs.
+        runtime: a registered runtime name (see :func:`slimkit.runtime.list_runtimes`).
+        batch_sizes: batch sizes to time.
+        threads: CPU thread counts to time (one runtime session per count).
+        reference: the PyTorch model the file was exported from, for parity and MAC counting.
+        latency: warm-up, repeats and budget of the latency harness.
+        name: a label for the record (defaults to the file name or model spec name).
+        progress: called with a short message before each step (the CLI shows it).
+
+    Returns:
+        One record with accuracy, latency per setting, bytes on disk, parameters, MACs, parity
+        and the environment.
+
+    Example:
+        >>> record = measure("lenet5.onnx", data, reference=model)  # doctest: +SKIP
+        >>> record.latency_for(64, 1).p50_ms  # doctest: +SKIP
+    """
+    if not batch_sizes or any(not isinstance(b, int) or b < 1 for b in batch_sizes):
+        raise ConfigError(f"batch_sizes must be ints >= 1; got {list(batch_sizes)!r}")
+    if not threads or any(not isinstance(t, int) or t < 1 for t in threads):
+        raise ConfigError(f"threads must be ints >= 1; got {list(threads)!r}")
+    say = progress or (lambda message: None)
+    info = runtime_info(runtime)
+    artifact: Path | None = None
+
+    def load(thread_count: int) -> Runner:
+        if isinstance(model_or_path, nn.Module):
+            if runtime != "pytorch":
+                raise ConfigError(
+                    f"a live model can only be measured in the 'pytorch' runtime; export it for "
+                    f"{runtime!r} first (slimkit.export) and pass the file"
+                )
+            return PyTorchRunner.from_model(model_or_path, threads=thread_count)
+        return load_runtime(runtime, model_or_path, threads=thread_count)
+
+    if not isinstance(model_or_path, nn.Module):
+        artifact = Path(model_or_path)
+    x_test = data.test.x.numpy().astype(np.float32)
+    y_test = data.test.y.numpy()
+
+    say(f"{runtime}: accuracy on {len(x_test)} test samples")
+    runner = load(threads[0])
+    logits = predict_batches(runner.run, x_test)
+    accuracy = accuracy_of(logits, y_test)
+
+    parity = None
+    spec_model = (
+        reference
+        if reference is not None
+        else (model_or_path if isinstance(model_or_path, nn.Module) else None)
+    )
+    if spec_model is None and isinstance(runner, PyTorchRunner):
+        spec_model = runner.model
+    if reference is not None:
+        say(f"{runtime}: parity against the PyTorch model")
+        reference_runner = PyTorchRunner.from_model(reference, threads=torch.get_num_threads())
+        parity = compare_logits(predict_batches(reference_runner.run, x_test), logits)
+
+    timings: list[LatencyStats] = []
+    for thread_count in threads:
+        runner = load(thread_count)
+        for batch_size in batch_sizes:
+            say(f"{runtime}: latency at batch {batch_size}, {thread_count} thread(s)")
+            stats = measure_latency(
+                runner.run, _batch_of(x_test, batch_size), threads=thread_count, config=latency
+            )
+            logger.info(
+                "%s batch %d threads %d: p50 %.3f ms (%d repeats, stable=%s)",
+                runtime,
+                batch_size,
+                thread_count,
+                stats.p50_ms,
+                stats.repeats,
+                stats.stable,
+            )
+            timings.append(stats)
+
+    params = macs = None
+    spec = getattr(spec_model, "slimkit_spec", None) if spec_model is not None else None
+    if spec_model is not None:
+        cost = count_costs(spec_model, data.input_shape)
+        params, macs = cost.params, cost.macs
+    label = name or (
+        artifact.name if artifact else (spec.name if spec else type(model_or_path).__name__)
+    )
+    return MeasureRecord(
+        name=label,
+        runtime=runtime,
+        runtime_version=info.runner.version(),
+        artifact=str(artifact) if artifact else "",
+        file_bytes=artifact.stat().st_size if artifact else None,
+        accuracy=accuracy,
+        test_samples=len(x_test),
+        latency=tuple(timings),
+        environment=environment(),
+        params=params,
+        macs=macs,
+        parity=parity,
+        model_spec=spec.to_dict() if spec is not None else None,
+        data=data.config.to_dict(),
+        created_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    )

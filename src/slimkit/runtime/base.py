@@ -1,0 +1,128 @@
+"""One small interface for every runtime, and a registry of them.
+
+A :class:`Runner` loads one model file, runs float32 batches of shape ``(N, C, H, W)`` and returns
+``(N, classes)`` float32 logits as NumPy arrays, with a fixed number of CPU threads. PyTorch eager
+and ONNX Runtime implement it here; LiteRT, ExecuTorch and TFLite Micro implement the same class in
+their own files and register with one line.
+
+Example:
+    >>> runner = load_runtime("onnxruntime", "model.onnx", threads=1)  # doctest: +SKIP
+    >>> logits = runner.run(batch)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import abc
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from slimkit.errors import ConfigError, RuntimeLoadError
+
+
+class Runner(abc.ABC):
+    """A model file loaded into one runtime.
+
+    Subclasses set ``name``, ``format`` (the export format they load) and ``package`` (the pip
+    package that provides them), and implement :meth:`_load`, :meth:`run` and :meth:`version`.
+    """
+
+    name: ClassVar[str]
+    format: ClassVar[str]
+    package: ClassVar[str] = ""
+
+    def __init__(self, path: str | os.PathLike[str], *, threads: int = 1) -> None:
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ConfigError(f"threads must be an int >= 1; got {threads!r}")
+        self.path = Path(path)
+        self.threads = threads
+        if not self.path.is_file():
+            raise RuntimeLoadError(f"{self.name}: model file {self.path} does not exist")
+        self._load()
+
+    @abc.abstractmethod
+    def _load(self) -> None:
+        """Load ``self.path`` with ``self.threads`` threads; RuntimeLoadError if unreadable."""
+
+    @abc.abstractmethod
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """Run one batch: float32 ``(N, C, H, W)`` → float32 ``(N, classes)`` logits."""
+
+    @classmethod
+    @abc.abstractmethod
+    def version(cls) -> str:
+        """The runtime package's version string."""
+
+    @property
+    def input_shape(self) -> tuple[int, ...] | None:
+        """One sample's shape if the file says it, else None."""
+        return None
+
+    def check_input(self, x: np.ndarray) -> np.ndarray:
+        """Return ``x`` as contiguous float32, or raise a clear error for a wrong shape or dtype."""
+        if not isinstance(x, np.ndarray):
+            raise ConfigError(f"{self.name}: input must be a NumPy array; got {type(x).__name__}")
+        if x.dtype != np.float32:
+            if not np.issubdtype(x.dtype, np.floating):
+                raise ConfigError(
+                    f"{self.name}: input must be float32; got dtype {x.dtype} for {self.path.name}"
+                )
+            x = x.astype(np.float32)
+        expected = self.input_shape
+        if expected is not None and tuple(x.shape[1:]) != tuple(expected):
+            raise ConfigError(
+                f"{self.name}: {self.path.name} expects input of shape (N, "
+                f"{', '.join(map(str, expected))}); got {tuple(x.shape)}"
+            )
+        return np.ascontiguousarray(x)
+
+
+@dataclass(frozen=True)
+class RuntimeInfo:
+    """A registered runtime: name, the format it loads, its package, and its runner class."""
+
+    name: str
+    format: str
+    package: str
+    runner: type[Runner]
+
+
+_RUNTIMES: dict[str, RuntimeInfo] = {}
+
+
+def register_runtime(cls: type[Runner]) -> type[Runner]:
+    """Class decorator that registers a :class:`Runner` subclass under ``cls.name``."""
+    _RUNTIMES[cls.name] = RuntimeInfo(cls.name, cls.format, cls.package, cls)
+    return cls
+
+
+def list_runtimes() -> list[str]:
+    """Names of the registered runtimes."""
+    return sorted(_RUNTIMES)
+
+
+def runtime_info(name: str) -> RuntimeInfo:
+    """The registry entry for ``name``; unknown names raise :class:`ConfigError`."""
+    try:
+        return _RUNTIMES[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown runtime {name!r}; choose one of: {', '.join(list_runtimes())}"
+        ) from None
+
+
+def load_runtime(name: str, path: str | os.PathLike[str], *, threads: int = 1) -> Runner:
+    """Load ``path`` into the runtime ``name`` with ``threads`` CPU threads."""
+    return runtime_info(name).runner(path, threads=threads)
+
+
+def predict_batches(
+    run: Callable[[np.ndarray], np.ndarray], x: np.ndarray, batch_size: int = 256
+) -> np.ndarray:
+    """Run ``x`` through ``run`` in batches and stack the logits."""
+    outputs = [run(x[start : start + batch_size]) for start in range(0, len(x), batch_size)]
+    return np.concatenate(outputs, axis=0)

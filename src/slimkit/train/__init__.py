@@ -1,0 +1,37 @@
+"""Training: the loop, its configuration, callbacks and checkpoints."""
+
+from slimkit.train.checkpoint import (
+    Checkpoint,
+    load_checkpoint,
+    read_checkpoint_metadata,
+    save_checkpoint,
+)
+from slimkit.train.config import TrainConfig
+from slimkit.train.loop import (
+    Callback,
+    EpochStats,
+    TrainResult,
+    TrainState,
+    cross_entropy_loss,
+    evaluate,
+    iterate_batches,
+    resolve_device,
+    train,
+)
+
+__all__ = [
+    "Callback",
+    "Checkpoint",
+    "EpochStats",
+    "TrainConfig",
+    "TrainResult",
+    "TrainState",
+    "cross_entropy_loss",
+    "evaluate",
+    "iterate_batches",
+    "load_checkpoint",
+    "read_checkpoint_metadata",
+    "resolve_device",
+    "save_checkpoint",
+    "train",
+]

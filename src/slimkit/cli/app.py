@@ -12,6 +12,7 @@ import sys
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 
 from slimkit.errors import SlimkitError
 
@@ -68,12 +69,16 @@ def main(argv: list[str] | None = None) -> None:
     except SlimkitError as error:
         if debug:
             raise
-        error_console.print(f"[bold red]error:[/] {error}", highlight=False)
+        error_console.print(
+            f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True
+        )
         sys.exit(1)
     except OSError as error:
         if debug:
             raise
-        error_console.print(f"[bold red]error:[/] {error}", highlight=False)
+        error_console.print(
+            f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True
+        )
         sys.exit(1)
     except KeyboardInterrupt:
         error_console.print("[yellow]interrupted[/]")
@@ -82,8 +87,9 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             raise
         error_console.print(
-            f"[bold red]internal error:[/] {type(error).__name__}: {error} "
+            f"[bold red]internal error:[/] {type(error).__name__}: {escape(str(error))} "
             "(run again with --debug for the traceback, and please report it)",
             highlight=False,
+            soft_wrap=True,
         )
         sys.exit(2)

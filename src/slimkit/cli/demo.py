@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
 import typer
 
 from slimkit.cli.app import app, console
@@ -33,6 +34,7 @@ def demo_command(
     """Train, export and measure the default model on the embedded digits data."""
     console.print(f"CPU: {describe_cpu()}")
     data = load_dataset("digits", seed=seed)
+    torch.manual_seed(seed)  # initialisation uses the global generator
     net = create_model(model, input_shape=data.input_shape, num_classes=data.num_classes)
     with progress_bar() as progress:
         train(

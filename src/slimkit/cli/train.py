@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 import typer
 
 from slimkit.cli.app import app, console
@@ -63,6 +64,7 @@ def train_command(
     kwargs = parse_key_values(model_arg)
     with console.status(f"loading {data_config.to_spec()}"):
         dataset = load_dataset(data_config)
+    torch.manual_seed(seed)  # initialisation uses the global generator
     net = create_model(
         model, input_shape=dataset.input_shape, num_classes=dataset.num_classes, **kwargs
     )

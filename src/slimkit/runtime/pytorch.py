@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from slimkit.errors import CheckpointError, RuntimeLoadError
 from slimkit.runtime.base import Runner, register_runtime
 from slimkit.train.checkpoint import load_checkpoint
 
@@ -28,7 +29,10 @@ class PyTorchRunner(Runner):
     _input_shape: tuple[int, ...] | None = None
 
     def _load(self) -> None:
-        checkpoint = load_checkpoint(self.path)
+        try:
+            checkpoint = load_checkpoint(self.path)
+        except CheckpointError as error:
+            raise RuntimeLoadError(f"pytorch: {error}") from error
         self.model = checkpoint.model.eval()
         self._input_shape = tuple(checkpoint.spec.input_shape)
 

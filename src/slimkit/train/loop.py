@@ -257,7 +257,7 @@ def train(
             loss = loss_fn(model, x, y)
             if not torch.isfinite(loss):
                 raise ConfigError(
-                    f"training diverged: loss is {float(loss)} at epoch {epoch + 1}, step "
+                    f"training diverged: loss is {float(loss.detach())} at epoch {epoch + 1}, step "
                     f"{state.step}; lower the learning rate (lr={config.lr})"
                 )
             loss.backward()

@@ -1,0 +1,139 @@
+"""The command line: each command on real data, tables and JSON out, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from slimkit.cli import app
+
+runner = CliRunner()
+
+
+def _run(*args: str) -> tuple[int, str]:
+    result = runner.invoke(app, list(args), catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def _slimkit(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run the real console entry point in a child process (as a user would)."""
+    env = dict(os.environ, COLUMNS="200")
+    return subprocess.run(
+        [sys.executable, "-c", "from slimkit.cli import main; main()", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+
+
+@pytest.mark.parametrize("command", ["train", "export", "measure", "models", "demo"])
+def test_every_command_has_help(command: str) -> None:
+    code, output = _run(command, "--help")
+    assert code == 0 and "Usage" in output
+
+
+def test_models_lists_the_registry_with_costs() -> None:
+    code, output = _run("models", "--input-shape", "1x28x28")
+    assert code == 0
+    assert "lenet300_100" in output and "266,610" in output
+
+
+def test_models_summary_shows_layers() -> None:
+    code, output = _run("models", "lenet5", "--summary", "--input-shape", "1x28x28")
+    assert code == 0 and "Conv2d" in output and "61,706" in output
+
+
+def test_train_export_measure_flow(tmp_path: Path) -> None:
+    checkpoint = tmp_path / "m.safetensors"
+    code, output = _run(
+        "train",
+        "--data",
+        "digits",
+        "--model",
+        "mlp",
+        "--model-arg",
+        "hidden=[32]",
+        "--epochs",
+        "3",
+        "--out",
+        str(checkpoint),
+    )
+    assert code == 0, output
+    summary = json.loads((tmp_path / "m.train.json").read_text())
+    assert summary["model"]["kwargs"] == {"hidden": [32]} and summary["test_accuracy"] > 0.8
+
+    code, output = _run("export", str(checkpoint))
+    assert code == 0, output
+    onnx_file = tmp_path / "m.onnx"
+    export_summary = json.loads((tmp_path / "m.onnx.json").read_text())
+    assert export_summary["parity"]["argmax_agreement"] == 1.0
+    assert export_summary["parity"]["max_abs_diff"] <= 1e-4
+
+    out = tmp_path / "measure.json"
+    code, output = _run(
+        "measure",
+        str(onnx_file),
+        str(checkpoint),
+        "-b",
+        "1",
+        "-b",
+        "16",
+        "--budget",
+        "0.2",
+        "--out",
+        str(out),
+    )
+    assert code == 0, output
+    records = json.loads(out.read_text())["records"]
+    assert [r["runtime"] for r in records] == ["onnxruntime", "pytorch"]
+    assert records[0]["accuracy"] == pytest.approx(records[1]["accuracy"])
+    assert records[0]["parity"]["argmax_agreement"] == 1.0  # the checkpoint was found by itself
+    assert {(s["batch_size"], s["threads"]) for s in records[0]["latency"]} == {(1, 1), (16, 1)}
+
+
+def test_user_errors_are_one_line_and_exit_1(tmp_path: Path) -> None:
+    result = _slimkit("train", "--data", f"mnist:{tmp_path / 'nowhere'}", cwd=tmp_path)
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and "nowhere" in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_debug_shows_the_traceback(tmp_path: Path) -> None:
+    result = _slimkit("--debug", "models", "nosuchmodel", cwd=tmp_path)
+    assert result.returncode != 0
+    assert "Traceback" in result.stderr and "unknown model 'nosuchmodel'" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["models", "--input-shape", "28x28"], "--input-shape must look like CxHxW"),
+        (["train", "--optimizer", "lion"], "optimizer must be one of"),
+        (["train", "--model-arg", "hidden"], "--model-arg takes KEY=VALUE"),
+        (["export", "missing.safetensors"], "does not exist"),
+        (["export", "x.safetensors", "--runtime", "pytorch"], "nothing to export"),
+        (["measure", "model.tflite2"], "cannot tell the runtime"),
+    ],
+)
+def test_bad_input_messages(args: list[str], message: str, tmp_path: Path) -> None:
+    result = _slimkit(*args, cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert message in result.stderr.replace("\n", " ")
+
+
+def test_demo_runs_the_main_job(tmp_path: Path) -> None:
+    result = _slimkit("demo", "--out", str(tmp_path / "demo"), "--epochs", "3", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    records = json.loads((tmp_path / "demo" / "records.json").read_text())["records"]
+    assert [r["runtime"] for r in records] == ["pytorch", "onnxruntime"]
+    assert records[1]["parity"]["max_abs_diff"] <= 1e-4
+    assert "onnxruntime" in (tmp_path / "demo" / "report.md").read_text()

@@ -39,6 +39,9 @@ def export_onnx(
 ) -> ExportResult:
     """Write ``model`` as an ONNX file with a dynamic batch dimension.
 
+    A :class:`~slimkit.techniques.quantize.QuantizedModel` is written in QDQ form with its own
+    scales (see :mod:`slimkit.export.onnx_qdq`).
+
     Args:
         model: a plain float model (exported in eval mode; its training flag is restored).
         path: the ``.onnx`` file to write.
@@ -48,6 +51,12 @@ def export_onnx(
     """
     import onnx
 
+    from slimkit.techniques.quantize.model import QuantizedModel
+
+    if isinstance(model, QuantizedModel):
+        from slimkit.export.onnx_qdq import export_onnx_qdq
+
+        return export_onnx_qdq(model, path, metadata=metadata)
     was_training = model.training
     model.eval()
     example = torch.zeros((2, *input_shape))

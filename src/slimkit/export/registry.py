@@ -94,10 +94,11 @@ def export(
     info = exporter_info(format)
     if input_shape is None:
         spec = getattr(model, "slimkit_spec", None)
-        if spec is None:
+        input_shape = tuple(spec.input_shape) if spec is not None else None
+        input_shape = input_shape or getattr(model, "input_shape", None)
+        if input_shape is None:
             raise ConfigError(
                 "input_shape is needed to export a model not built by slimkit.create_model; "
                 "pass input_shape=(C, H, W)"
             )
-        input_shape = tuple(spec.input_shape)
     return info.function(model, Path(path), input_shape=tuple(input_shape), **options)

@@ -51,12 +51,21 @@ def export_onnx(
     """
     import onnx
 
+    from slimkit.techniques.quantize.dynamic import Int8Linear
     from slimkit.techniques.quantize.model import QuantizedModel
 
     if isinstance(model, QuantizedModel):
         from slimkit.export.onnx_qdq import export_onnx_qdq
 
         return export_onnx_qdq(model, path, metadata=metadata)
+    int8_layers: dict[str, nn.Module] = {}
+    if any(isinstance(m, Int8Linear) for m in model.modules()):
+        from slimkit.export.onnx_int8_linear import float_twin
+
+        spec = getattr(model, "slimkit_spec", None)
+        model, int8_layers = float_twin(model)  # type: ignore[assignment]
+        if spec is not None:
+            model.slimkit_spec = spec
     was_training = model.training
     model.eval()
     example = torch.zeros((2, *input_shape))
@@ -85,6 +94,10 @@ def export_onnx(
     if program is None:  # pragma: no cover - only for the legacy exporter
         raise ExportError("torch.onnx.export returned no program")
     proto = program.model_proto
+    if int8_layers:
+        from slimkit.export.onnx_int8_linear import rewrite_linear_layers
+
+        proto = rewrite_linear_layers(proto, int8_layers)  # type: ignore[arg-type]
     props = dict(metadata or {})
     spec = getattr(model, "slimkit_spec", None)
     if spec is not None:

@@ -2,6 +2,12 @@
 an integer-only reference executor and the IR that int8 exporters read.
 """
 
+from slimkit.techniques.quantize.dynamic import (
+    DynamicInt8Config,
+    Int8Linear,
+    WeightOnlyInt8Config,
+    quantize_linear_layers,
+)
 from slimkit.techniques.quantize.graph import QGraph, QOp
 from slimkit.techniques.quantize.model import QuantizedModel
 from slimkit.techniques.quantize.observers import create_observer, list_observers, register_observer
@@ -17,6 +23,8 @@ from slimkit.techniques.quantize.reference import run_integer, run_reference
 from slimkit.techniques.quantize.scheme import QParams
 
 __all__ = [
+    "DynamicInt8Config",
+    "Int8Linear",
     "QATConfig",
     "QATModel",
     "QGraph",
@@ -24,11 +32,13 @@ __all__ = [
     "QParams",
     "QuantizedModel",
     "StaticInt8Config",
+    "WeightOnlyInt8Config",
     "convert",
     "create_observer",
     "list_observers",
     "prepare_qat",
     "quantization_aware_training",
+    "quantize_linear_layers",
     "quantize_static",
     "register_observer",
     "run_integer",

@@ -81,8 +81,10 @@ def calibrate(
         for op in graph.ops
         if op.kind in OWN_QPARAMS
     }
-    # the network input is observed exactly: its range is the data's, clipping it only loses
+    # the network's input and output are observed with min-max whatever the method: clipping the
+    # input throws away what the data holds, and clipping the logits ties the top classes
     observers[graph.ops[0].output] = create_observer("minmax")
+    observers[graph.output] = create_observer("minmax")
 
     def visit(op: QOp, y: torch.Tensor) -> None:
         if op.output in observers:

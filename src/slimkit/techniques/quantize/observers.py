@@ -212,10 +212,13 @@ class EntropyObserver(_SampleObserver):
         if top == 0:
             return 0.0, 0.0
         hist, edges = np.histogram(values, bins=self.bins, range=(0, top))
-        threshold = edges[kl_threshold_bin(hist.astype(np.float64), self.levels)]
-        if self.low >= 0:
-            return 0.0, float(threshold)
-        return -float(threshold), float(threshold)
+        # exact zeros (ReLU's dead half) are represented exactly at any threshold: they carry no
+        # information about where to clip, and their mass would drown the tail in the divergence
+        hist[0] -= int(np.count_nonzero(values == 0))
+        if self.low >= 0:  # one-sided data gets all 256 levels of the asymmetric range
+            return 0.0, float(edges[kl_threshold_bin(hist.astype(np.float64), 2 * self.levels)])
+        threshold = float(edges[kl_threshold_bin(hist.astype(np.float64), self.levels)])
+        return -threshold, threshold
 
 
 def kl_threshold_bin(hist: np.ndarray, levels: int = 128) -> int:
@@ -230,15 +233,15 @@ def kl_threshold_bin(hist: np.ndarray, levels: int = 128) -> int:
     for i in range(levels, bins + 1):
         reference = hist[:i].copy()
         reference[i - 1] += hist[i:].sum()
-        # quantize the first i bins into `levels` buckets
-        edges = np.linspace(0, i, levels + 1).astype(int)
-        expanded = np.zeros(i)
-        for j in range(levels):
-            start, stop = edges[j], max(edges[j + 1], edges[j] + 1)
-            chunk = hist[start:stop]
-            nonzero = chunk > 0
-            if nonzero.any():
-                expanded[start:stop][nonzero] = chunk.sum() / nonzero.sum()
+        # merge the first i bins into `levels` buckets, then spread each bucket's mass evenly
+        # over its non-empty bins
+        starts = np.linspace(0, i, levels + 1).astype(int)[:-1]
+        lengths = np.diff(np.append(starts, i))
+        nonzero = hist[:i] > 0
+        bucket_mass = np.add.reduceat(hist[:i], starts)
+        bucket_nonzero = np.add.reduceat(nonzero.astype(np.float64), starts)
+        per_bin = np.repeat(bucket_mass / np.maximum(bucket_nonzero, 1), lengths)
+        expanded = np.where(nonzero, per_bin, 0.0)
         p = reference / max(total, 1e-12)
         q = expanded / max(expanded.sum(), 1e-12)
         mask = p > 0

@@ -3,7 +3,13 @@
 Each technique lives in its own sub-package with a frozen config and one registered function.
 """
 
-from slimkit.techniques import quantize  # noqa: F401  (registration side effects)
+from slimkit.techniques import (  # noqa: F401  (registration side effects)
+    cluster,
+    distill,
+    lowrank,
+    prune,
+    quantize,
+)
 from slimkit.techniques.registry import (
     CompressContext,
     compress,

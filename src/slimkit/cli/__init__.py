@@ -1,6 +1,14 @@
 """The ``slimkit`` command line. Each command lives in its own module and registers on ``app``."""
 
-from slimkit.cli import demo, export, measure, models, train  # noqa: F401  (register commands)
+from slimkit.cli import (  # noqa: F401  (each module registers its commands)
+    bench,
+    compress,
+    demo,
+    export,
+    measure,
+    models,
+    train,
+)
 from slimkit.cli.app import app, main
 
 __all__ = ["app", "main"]

@@ -58,6 +58,7 @@ def root(
     )
     # torch.onnx logs a warning per missing torchvision operator; it is noise for slimkit users.
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    logging.getLogger("torchao").setLevel(logging.ERROR)  # warns about CUDA kernels on CPU
 
 
 def main(argv: list[str] | None = None) -> None:

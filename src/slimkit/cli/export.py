@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -12,7 +14,7 @@ from slimkit.cli.display import make_table
 from slimkit.cli.options import resolve_data
 from slimkit.data import load_dataset
 from slimkit.errors import ConfigError, ExportError
-from slimkit.export import export, exporter_info, list_formats
+from slimkit.export import EdgeExportResult, export, exporter_info, list_formats
 from slimkit.io import write_json_atomic
 from slimkit.measure import compare_logits
 from slimkit.runtime import PyTorchRunner, load_runtime, predict_batches, runtime_info
@@ -25,7 +27,10 @@ PARITY_ATOL = 1e-4
 def export_command(
     checkpoint: Path = typer.Argument(..., help="A slimkit checkpoint (.safetensors)."),
     runtime: str = typer.Option(
-        "onnxruntime", help="Target runtime (see `slimkit measure --help`)."
+        "onnxruntime", help="Target runtime: onnxruntime, litert or executorch."
+    ),
+    batch_size: int = typer.Option(
+        1, "--batch-size", "-b", help="Fixed batch size of .tflite/.pte files (one per size)."
     ),
     out: Path | None = typer.Option(None, help="Output file [default: beside the checkpoint]."),
     data: str | None = typer.Option(
@@ -50,8 +55,11 @@ def export_command(
         "slimkit.data": json.dumps(data_config.to_dict()),
         "slimkit.checkpoint": str(checkpoint),
     }
+    options: dict[str, Any] = {"metadata": metadata}
+    if "batch_size" in inspect.signature(exporter_info(info.format).function).parameters:
+        options["batch_size"] = batch_size
     with console.status(f"exporting to {info.format}"):
-        result = export(loaded.model, out, format=info.format, metadata=metadata)
+        result = export(loaded.model, out, format=info.format, **options)
     summary: dict[str, object] = {
         "export": result.to_dict(),
         "runtime": runtime,
@@ -76,6 +84,8 @@ def export_command(
             "[green]ok[/]" if ok else "[red]FAILED[/]",
         ]
     console.print(make_table(header, rows))
+    if isinstance(result, EdgeExportResult) and result.delegation is not None:
+        console.print(f"delegation: {result.delegation.summary()}")
     summary_path = write_json_atomic(out.with_name(out.name + ".json"), summary)
     console.print(f"summary: {summary_path}")
     if parity and not ok:

@@ -4,7 +4,10 @@ Importing this package registers the built-in formats; a new format is a new fil
 ``@register_exporter`` line, plus its import below.
 """
 
-from slimkit.export import onnx  # noqa: F401  (registration side effect)
+from slimkit.export import executorch, litert, onnx  # noqa: F401  (registration side effects)
+from slimkit.export.edge import EdgeExportResult
+from slimkit.export.onnxruntime_int8 import quantize_onnx_static, simulate_qdq
+from slimkit.export.pt2e import is_quantized_graph, list_quantizers, quantize_pt2e
 from slimkit.export.registry import (
     ExporterInfo,
     ExportResult,
@@ -15,10 +18,16 @@ from slimkit.export.registry import (
 )
 
 __all__ = [
+    "EdgeExportResult",
     "ExportResult",
     "ExporterInfo",
     "export",
     "exporter_info",
+    "is_quantized_graph",
     "list_formats",
+    "list_quantizers",
+    "quantize_onnx_static",
+    "quantize_pt2e",
     "register_exporter",
+    "simulate_qdq",
 ]

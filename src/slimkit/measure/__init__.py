@@ -8,12 +8,20 @@ from slimkit.measure.counters import (
     register_mac_rule,
 )
 from slimkit.measure.environment import describe_cpu, environment
-from slimkit.measure.latency import LatencyConfig, LatencyStats, measure_latency
+from slimkit.measure.latency import (
+    IsolatedTiming,
+    LatencyConfig,
+    LatencyStats,
+    measure_isolated,
+    measure_latency,
+    peak_rss_bytes,
+)
 from slimkit.measure.measure import accuracy_of, measure
 from slimkit.measure.parity import ParityResult, compare_logits
 from slimkit.measure.record import MeasureRecord
 
 __all__ = [
+    "IsolatedTiming",
     "LatencyConfig",
     "LatencyStats",
     "LayerCost",
@@ -27,6 +35,8 @@ __all__ = [
     "describe_cpu",
     "environment",
     "measure",
+    "measure_isolated",
     "measure_latency",
+    "peak_rss_bytes",
     "register_mac_rule",
 ]

@@ -14,7 +14,18 @@ from pathlib import Path
 from typing import Any
 
 CPU_FEATURES = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8")
-PACKAGES = ("slimkit", "torch", "numpy", "onnx", "onnxruntime", "onnxscript", "scikit-learn")
+PACKAGES = (
+    "slimkit",
+    "torch",
+    "numpy",
+    "onnx",
+    "onnxruntime",
+    "onnxscript",
+    "scikit-learn",
+    "ai-edge-litert",
+    "litert-torch",
+    "executorch",
+)
 
 
 def _cpuinfo() -> tuple[str, list[str]]:

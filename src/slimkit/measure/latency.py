@@ -5,18 +5,29 @@ when the median over all timed runs moves by less than ``tolerance`` (relative) 
 the next, once at least ``min_repeats`` runs are in, or when the time budget or ``max_repeats``
 is reached; ``stable`` says which. Threads are the runner's business (each runner is loaded with a
 thread count); the harness only records them.
+
+:func:`measure_isolated` runs the same harness in a fresh child process (``multiprocessing``
+spawn): one runtime, one file, one thread count per process, so runtimes with process-wide thread
+pools (PyTorch, ExecuTorch) cannot disturb each other, and the child's peak resident memory
+(``VmHWM``) is the memory of a process that loads and runs that model.
 """
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import resource
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from slimkit.errors import ConfigError
+from slimkit import errors
+from slimkit.errors import ConfigError, RuntimeLoadError
 
 
 @dataclass(frozen=True)
@@ -134,3 +145,188 @@ def measure_latency(
         if time.perf_counter() > deadline:
             break
     return summarize(np.asarray(times), batch_size=int(x.shape[0]), threads=threads, stable=stable)
+
+
+def _status_kib(field: str) -> int | None:
+    """A ``kB`` field of ``/proc/self/status`` (Linux), or None."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident memory in bytes (``VmHWM``; else ``ru_maxrss``)."""
+    kib = _status_kib("VmHWM")
+    if kib is None:
+        maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return int(maxrss if sys.platform == "darwin" else maxrss * 1024)  # bytes on macOS
+    return kib * 1024
+
+
+def current_rss_bytes() -> int:
+    """This process's resident memory now in bytes (``VmRSS``; else the peak)."""
+    kib = _status_kib("VmRSS")
+    return kib * 1024 if kib is not None else peak_rss_bytes()
+
+
+@dataclass(frozen=True)
+class IsolatedTiming:
+    """Latency and memory of one model file in one runtime, measured in its own process.
+
+    Attributes:
+        runtime: the runtime name.
+        path: the model file.
+        threads: the runner's thread count.
+        latency: one entry per input batch, in the order given.
+        repeats: ``latency`` measured again in the same process (empty unless ``rounds=2``).
+        baseline_rss_bytes: resident memory after importing slimkit, before loading the runtime.
+        peak_rss_bytes: the process's peak resident memory after loading and timing the model.
+        load_seconds: time to load the file into the runtime.
+    """
+
+    runtime: str
+    path: str
+    threads: int
+    latency: tuple[LatencyStats, ...]
+    repeats: tuple[LatencyStats, ...]
+    baseline_rss_bytes: int
+    peak_rss_bytes: int
+    load_seconds: float
+
+    @property
+    def model_rss_bytes(self) -> int:
+        """Peak memory above the baseline: what loading and running this model cost."""
+        return max(0, self.peak_rss_bytes - self.baseline_rss_bytes)
+
+    def repeat_stability(self) -> list[float]:
+        """Relative difference of p50 between the two rounds, per batch (empty if one round)."""
+        return [
+            abs(second.p50_ms - first.p50_ms) / first.p50_ms
+            for first, second in zip(self.latency, self.repeats, strict=False)
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict."""
+        return {
+            "runtime": self.runtime,
+            "path": self.path,
+            "threads": self.threads,
+            "latency": [s.to_dict() for s in self.latency],
+            "repeats": [s.to_dict() for s in self.repeats],
+            "repeat_stability": self.repeat_stability(),
+            "baseline_rss_bytes": self.baseline_rss_bytes,
+            "peak_rss_bytes": self.peak_rss_bytes,
+            "model_rss_bytes": self.model_rss_bytes,
+            "load_seconds": self.load_seconds,
+        }
+
+
+def _isolated_child(
+    connection: Any,
+    runtime: str,
+    path: str,
+    batches: list[np.ndarray],
+    threads: int,
+    config: LatencyConfig | None,
+    rounds: int,
+) -> None:
+    """The child process: load, time every batch ``rounds`` times, report, exit."""
+    try:
+        from slimkit.runtime import load_runtime
+
+        baseline = current_rss_bytes()
+        started = time.perf_counter()
+        runner = load_runtime(runtime, path, threads=threads)
+        load_seconds = time.perf_counter() - started
+        timings = [
+            [measure_latency(runner.run, x, threads=threads, config=config) for x in batches]
+            for _ in range(rounds)
+        ]
+        connection.send(("ok", (timings, baseline, peak_rss_bytes(), load_seconds)))
+    except BaseException as error:  # report everything; the parent raises it
+        connection.send(("error", (type(error).__name__, str(error))))
+    finally:
+        connection.close()
+
+
+def measure_isolated(
+    runtime: str,
+    path: str | os.PathLike[str],
+    batches: Sequence[np.ndarray],
+    *,
+    threads: int = 1,
+    config: LatencyConfig | None = None,
+    rounds: int = 1,
+    timeout_s: float = 600.0,
+) -> IsolatedTiming:
+    """Time a model file in a fresh process and report its peak memory.
+
+    Args:
+        runtime: a registered runtime name.
+        path: the model file that runtime loads.
+        batches: input batches to time, each ``(N, C, H, W)`` float32 (one entry per batch size).
+        threads: the runner's thread count.
+        config: the latency harness settings.
+        rounds: 2 times every batch twice in the same process (see ``repeat_stability``).
+        timeout_s: give up (and stop the child) after this long.
+
+    Returns:
+        Latency per batch, the repeat round if asked, baseline and peak resident memory.
+
+    Example:
+        >>> timing = measure_isolated("onnxruntime", "m.onnx", [x1, x64])  # doctest: +SKIP
+        >>> timing.latency[1].p50_ms, timing.peak_rss_bytes  # doctest: +SKIP
+    """
+    if rounds not in (1, 2):
+        raise ConfigError(f"rounds must be 1 or 2; got {rounds!r}")
+    if not batches:
+        raise ConfigError("measure_isolated needs at least one input batch")
+    context = multiprocessing.get_context("spawn")
+    receiver, sender = context.Pipe(duplex=False)
+    arrays = [np.ascontiguousarray(x, dtype=np.float32) for x in batches]
+    child = context.Process(
+        target=_isolated_child,
+        args=(sender, runtime, str(path), arrays, threads, config, rounds),
+        daemon=True,
+    )
+    child.start()
+    sender.close()
+    try:
+        if not receiver.poll(timeout_s):
+            raise RuntimeLoadError(
+                f"{runtime}: measuring {path} in a child process took over {timeout_s:.0f} s"
+            )
+        status, payload = receiver.recv()
+    except EOFError:
+        child.join(5)
+        raise RuntimeLoadError(
+            f"{runtime}: the child process measuring {path} died (exit code {child.exitcode})"
+        ) from None
+    finally:
+        if child.is_alive():
+            child.join(5)
+        if child.is_alive():
+            child.terminate()
+            child.join()
+        receiver.close()
+    if status != "ok":
+        name, message = payload
+        error_type = getattr(errors, name, None)
+        if isinstance(error_type, type) and issubclass(error_type, errors.SlimkitError):
+            raise error_type(message)
+        raise RuntimeLoadError(f"{runtime}: measuring {path} failed: {name}: {message}")
+    timings, baseline, peak, load_seconds = payload
+    return IsolatedTiming(
+        runtime=runtime,
+        path=str(path),
+        threads=threads,
+        latency=tuple(timings[0]),
+        repeats=tuple(timings[1]) if rounds == 2 else (),
+        baseline_rss_bytes=int(baseline),
+        peak_rss_bytes=int(peak),
+        load_seconds=float(load_seconds),
+    )

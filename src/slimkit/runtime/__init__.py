@@ -4,7 +4,7 @@ Importing this package registers the built-in runtimes; a new runtime is a new f
 ``@register_runtime`` class, plus its import below.
 """
 
-from slimkit.runtime import onnxruntime, pytorch  # noqa: F401  (registration side effects)
+from slimkit.runtime import executorch, litert, onnxruntime, pytorch  # noqa: F401  (registration)
 from slimkit.runtime.base import (
     Runner,
     RuntimeInfo,
@@ -12,12 +12,19 @@ from slimkit.runtime.base import (
     load_runtime,
     predict_batches,
     register_runtime,
+    run_in_fixed_batches,
     runtime_info,
 )
+from slimkit.runtime.delegation import DelegationReport
+from slimkit.runtime.executorch import ExecuTorchRunner
+from slimkit.runtime.litert import LiteRTRunner
 from slimkit.runtime.onnxruntime import OnnxRuntimeRunner
 from slimkit.runtime.pytorch import PyTorchRunner
 
 __all__ = [
+    "DelegationReport",
+    "ExecuTorchRunner",
+    "LiteRTRunner",
     "OnnxRuntimeRunner",
     "PyTorchRunner",
     "Runner",
@@ -26,5 +33,6 @@ __all__ = [
     "load_runtime",
     "predict_batches",
     "register_runtime",
+    "run_in_fixed_batches",
     "runtime_info",
 ]

@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import abc
+import importlib.util
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from typing import ClassVar
 import numpy as np
 
 from slimkit.errors import ConfigError, RuntimeLoadError
+from slimkit.runtime.delegation import DelegationReport
 
 
 class Runner(abc.ABC):
@@ -29,11 +31,17 @@ class Runner(abc.ABC):
 
     Subclasses set ``name``, ``format`` (the export format they load) and ``package`` (the pip
     package that provides them), and implement :meth:`_load`, :meth:`run` and :meth:`version`.
+    Optional packages also set ``module`` (the import name, so :meth:`available` can tell without
+    importing it) and ``install_hint`` (the pip command in the :class:`MissingDependencyError`).
+    Runtimes whose files have a fixed batch size report it in :attr:`batch_size`; runtimes with a
+    delegate report what it runs in :meth:`delegation`.
     """
 
     name: ClassVar[str]
     format: ClassVar[str]
     package: ClassVar[str] = ""
+    module: ClassVar[str] = ""
+    install_hint: ClassVar[str] = ""
 
     def __init__(self, path: str | os.PathLike[str], *, threads: int = 1) -> None:
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
@@ -57,9 +65,32 @@ class Runner(abc.ABC):
     def version(cls) -> str:
         """The runtime package's version string."""
 
+    @classmethod
+    def available(cls) -> bool:
+        """True when the runtime's package can be imported (checked without importing it)."""
+        if not cls.module:
+            return True
+        try:
+            return importlib.util.find_spec(cls.module) is not None
+        except (ImportError, ValueError):  # a parent package is missing
+            return False
+
     @property
     def input_shape(self) -> tuple[int, ...] | None:
         """One sample's shape if the file says it, else None."""
+        return None
+
+    @property
+    def batch_size(self) -> int | None:
+        """The batch size the file was exported for, or None if it takes any batch.
+
+        A runner with a fixed batch still runs any ``N``: in ``ceil(N / batch_size)`` calls, the
+        last one padded (see :func:`run_in_fixed_batches`). Time it at its own batch size.
+        """
+        return None
+
+    def delegation(self) -> DelegationReport | None:
+        """Which operators the runtime's delegate (e.g. XNNPACK) runs; None if it has none."""
         return None
 
     def check_input(self, x: np.ndarray) -> np.ndarray:
@@ -79,6 +110,37 @@ class Runner(abc.ABC):
                 f"{', '.join(map(str, expected))}); got {tuple(x.shape)}"
             )
         return np.ascontiguousarray(x)
+
+
+def run_in_fixed_batches(
+    run_fixed: Callable[[np.ndarray], np.ndarray], x: np.ndarray, batch_size: int
+) -> np.ndarray:
+    """Run ``x`` (any ``N``) through a function that takes exactly ``batch_size`` samples.
+
+    The last chunk is padded with zeros and its padding rows dropped from the result.
+
+    Example:
+        >>> double = lambda a: a[:, :1] * 2  # a "model" that only takes batches of 4
+        >>> run_in_fixed_batches(double, np.ones((5, 1), np.float32), 4).shape
+        (5, 1)
+    """
+    if len(x) == batch_size:
+        return run_fixed(x)
+    outputs = []
+    for start in range(0, len(x), batch_size):
+        chunk = x[start : start + batch_size]
+        rows = len(chunk)
+        if rows < batch_size:  # pad the last chunk: (rows, ...) → (batch_size, ...)
+            pad = np.zeros((batch_size - rows, *chunk.shape[1:]), dtype=chunk.dtype)
+            chunk = np.concatenate([chunk, pad])
+        outputs.append(run_fixed(np.ascontiguousarray(chunk))[:rows])
+    return np.concatenate(outputs, axis=0)
+
+
+def first_line(error: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (or its type name), cut to ``limit`` characters."""
+    text = str(error).strip()
+    return (text.splitlines()[0] if text else type(error).__name__)[:limit]
 
 
 @dataclass(frozen=True)

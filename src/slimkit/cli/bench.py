@@ -1,0 +1,342 @@
+"""``slimkit bench``: models × runtimes × precisions × batch sizes × threads, in one table.
+
+For each checkpoint and runtime the files are written with
+:func:`slimkit.export.targets.prepare_for_runtime` (one per batch size for LiteRT and ExecuTorch),
+checked for parity on the test split (fp32 against eager PyTorch, int8 against the quantizer's
+simulated model), and timed with the shared latency harness, by default each (file, threads) in
+its own process (:func:`slimkit.measure.latency.measure_isolated`), which also gives the peak
+memory of a process that loads and runs the model. :func:`run_bench` is the engine;
+``benchmarks/runtimes.py`` uses it too.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import typer
+from torch import nn
+
+from slimkit.cli.app import app, console
+from slimkit.cli.display import make_table
+from slimkit.cli.options import resolve_data
+from slimkit.data import Dataset, load_dataset
+from slimkit.errors import ConfigError, check_choice
+from slimkit.export.targets import PRECISIONS, RUNTIME_QUANTIZERS, Artifact, prepare_for_runtime
+from slimkit.io import write_json_atomic, write_text_atomic
+from slimkit.measure import LatencyConfig, compare_logits, describe_cpu, environment
+from slimkit.measure.latency import measure_isolated, measure_latency
+from slimkit.report import format_bytes, markdown_table
+from slimkit.runtime import PyTorchRunner, Runner, load_runtime, predict_batches, runtime_info
+from slimkit.train import load_checkpoint
+
+logger = logging.getLogger(__name__)
+
+ProgressFn = Callable[[str], None]
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class BenchModel:
+    """A model to benchmark: a label, the float model, its data, and its checkpoint if saved."""
+
+    name: str
+    model: nn.Module
+    data: Dataset
+    checkpoint: Path | None = None
+
+
+def batch_of(x: np.ndarray, batch_size: int) -> np.ndarray:
+    """The first ``batch_size`` samples of ``x`` (tiled if ``x`` is shorter), contiguous."""
+    reps = -(-batch_size // len(x))
+    tiled = np.concatenate([x] * reps) if reps > 1 else x
+    return np.ascontiguousarray(tiled[:batch_size])
+
+
+def _time_artifact(
+    artifact: Artifact,
+    in_memory: nn.Module | None,
+    batches: list[np.ndarray],
+    threads: int,
+    config: LatencyConfig,
+    *,
+    isolate: bool,
+    rounds: int,
+) -> dict[str, Any]:
+    """Latency per batch (and memory when isolated) of one artifact at one thread count."""
+    if artifact.path is not None and isolate:
+        timing = measure_isolated(
+            artifact.runtime, artifact.path, batches, threads=threads, config=config, rounds=rounds
+        )
+        return {
+            "latency": list(timing.latency),
+            "stability": timing.repeat_stability() or [None] * len(batches),
+            "peak_rss_bytes": timing.peak_rss_bytes,
+            "model_rss_bytes": timing.model_rss_bytes,
+            "isolated": True,
+        }
+    runner = (
+        PyTorchRunner.from_model(in_memory, threads=threads)
+        if in_memory is not None
+        else load_runtime(artifact.runtime, artifact.path, threads=threads)  # type: ignore[arg-type]
+    )
+    rounds_stats = [
+        [measure_latency(runner.run, x, threads=threads, config=config) for x in batches]
+        for _ in range(rounds)
+    ]
+    stability: list[float | None] = [None] * len(batches)
+    if rounds == 2:
+        stability = [
+            abs(b.p50_ms - a.p50_ms) / a.p50_ms for a, b in zip(*rounds_stats, strict=True)
+        ]
+    return {
+        "latency": rounds_stats[0],
+        "stability": stability,
+        "peak_rss_bytes": None,
+        "model_rss_bytes": None,
+        "isolated": False,
+    }
+
+
+def run_bench(
+    models: Sequence[BenchModel],
+    runtimes: Sequence[str],
+    folder: Path,
+    *,
+    precisions: Sequence[str] = ("fp32",),
+    batch_sizes: Sequence[int] = (1, 64),
+    threads: Sequence[int] = (1,),
+    latency: LatencyConfig | None = None,
+    isolate: bool = True,
+    rounds: int = 1,
+    calibration_samples: int = 512,
+    parity_samples: int | None = None,
+    progress: ProgressFn | None = None,
+) -> dict[str, Any]:
+    """Export, check and time every (model, runtime, precision); one row per timed setting.
+
+    Args:
+        models: the models with their data (test split for parity and timing inputs).
+        runtimes: runtime names (pytorch, onnxruntime, litert, executorch).
+        folder: where the files are written.
+        precisions: ``fp32`` and/or ``int8`` (int8: each runtime's own quantizer, labelled).
+        batch_sizes: batch sizes to time.
+        threads: thread counts to time.
+        latency: the harness settings.
+        isolate: time each (file, threads) in its own process and record its peak memory.
+        rounds: 2 to time every setting twice in the same process (repeat stability).
+        calibration_samples: training samples for int8 calibration.
+        parity_samples: test samples for parity (None: the whole test split).
+        progress: called with a short message before each step.
+
+    Returns:
+        ``{"rows": [...], "artifacts": [...], "runtime_versions": {...}}``, JSON-safe.
+    """
+    say = progress or (lambda message: None)
+    for runtime in runtimes:
+        runtime_info(runtime)
+        check_choice("runtime", runtime, tuple(RUNTIME_QUANTIZERS))
+    for precision in precisions:
+        check_choice("precision", precision, PRECISIONS)
+    config = latency or LatencyConfig()
+    rows: list[dict[str, Any]] = []
+    artifacts: list[dict[str, Any]] = []
+    for item in models:
+        x_test = item.data.test.x.numpy().astype(np.float32)
+        x_parity = x_test if parity_samples is None else x_test[:parity_samples]
+        calibration = item.data.train.x.numpy().astype(np.float32)[:calibration_samples]
+        batches = {b: batch_of(x_test, b) for b in batch_sizes}
+        for runtime in runtimes:
+            fp32_p50: dict[tuple[int, int], float] = {}
+            for precision in precisions:
+                say(f"{item.name}: {runtime} {precision}: export")
+                prepared = prepare_for_runtime(
+                    item.model,
+                    runtime,
+                    folder / item.name,
+                    stem=item.name,
+                    batch_sizes=batch_sizes,
+                    precision=precision,
+                    calibration_data=calibration,
+                    checkpoint=item.checkpoint,
+                    input_shape=item.data.input_shape,
+                )
+                say(f"{item.name}: {runtime} {precision}: parity on {len(x_parity)} samples")
+                reference = prepared.reference(x_parity)
+                for artifact in prepared.artifacts:
+                    runner: Runner
+                    if artifact.path is None:
+                        assert prepared.in_memory is not None  # an artifact without a file
+                        runner = PyTorchRunner.from_model(prepared.in_memory, threads=1)
+                    else:
+                        runner = load_runtime(runtime, artifact.path, threads=1)
+                    parity = compare_logits(reference, predict_batches(runner.run, x_parity))
+                    artifacts.append(
+                        artifact.to_dict()
+                        | {
+                            "model": item.name,
+                            "parity": parity.to_dict(),
+                            "parity_reference": prepared.reference_name,
+                            "notes": prepared.notes,
+                        }
+                    )
+                    served = [b for b in batch_sizes if artifact.serves(b)]
+                    for thread_count in threads:
+                        say(
+                            f"{item.name}: {runtime} {precision}: latency at batch "
+                            f"{', '.join(map(str, served))}, {thread_count} thread(s)"
+                        )
+                        timed = _time_artifact(
+                            artifact,
+                            prepared.in_memory,
+                            [batches[b] for b in served],
+                            thread_count,
+                            config,
+                            isolate=isolate,
+                            rounds=rounds,
+                        )
+                        for b, stats, stability in zip(
+                            served, timed["latency"], timed["stability"], strict=True
+                        ):
+                            key = (b, thread_count)
+                            if precision == "fp32":
+                                fp32_p50[key] = stats.p50_ms
+                            delegation = artifact.delegation
+                            rows.append(
+                                {
+                                    "model": item.name,
+                                    "runtime": runtime,
+                                    "precision": precision,
+                                    "quantizer": artifact.quantizer,
+                                    "batch_size": b,
+                                    "threads": thread_count,
+                                    "p50_ms": stats.p50_ms,
+                                    "p90_ms": stats.p90_ms,
+                                    "p99_ms": stats.p99_ms,
+                                    "stable": stats.stable,
+                                    "repeats": stats.repeats,
+                                    "repeat_stability": stability,
+                                    "speedup_vs_fp32": (
+                                        fp32_p50[key] / stats.p50_ms if key in fp32_p50 else None
+                                    ),
+                                    "file": str(artifact.path) if artifact.path else None,
+                                    "file_bytes": artifact.file_bytes,
+                                    "peak_rss_bytes": timed["peak_rss_bytes"],
+                                    "model_rss_bytes": timed["model_rss_bytes"],
+                                    "isolated": timed["isolated"],
+                                    "max_abs_diff": parity.max_abs_diff,
+                                    "argmax_agreement": parity.argmax_agreement,
+                                    "parity_reference": prepared.reference_name,
+                                    "delegation": delegation.summary() if delegation else None,
+                                    "all_delegated": (
+                                        delegation.all_delegated if delegation else None
+                                    ),
+                                }
+                            )
+    versions = {name: runtime_info(name).runner.version() for name in runtimes}
+    return {"rows": rows, "artifacts": artifacts, "runtime_versions": versions}
+
+
+def bench_table(rows: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """Header and cells of the bench table (one row per timed setting)."""
+    header = [
+        "model",
+        "runtime",
+        "prec",
+        "b",
+        "t",
+        "p50 ms",
+        "p99 ms",
+        "×fp32",
+        "file",
+        "peak MiB",
+        "max|Δ|",
+        "agree",
+        "XNNPACK",
+        "rep Δ",
+    ]
+    cells = []
+    for row in rows:
+        delegation = row["all_delegated"]
+        stability = row["repeat_stability"]
+        cells.append(
+            [
+                row["model"],
+                row["runtime"],
+                row["precision"],
+                str(row["batch_size"]),
+                str(row["threads"]),
+                f"{row['p50_ms']:.3f}",
+                f"{row['p99_ms']:.3f}",
+                f"{row['speedup_vs_fp32']:.2f}" if row["speedup_vs_fp32"] is not None else "-",
+                format_bytes(row["file_bytes"]),
+                f"{row['peak_rss_bytes'] / MIB:.0f}" if row["peak_rss_bytes"] else "-",
+                f"{row['max_abs_diff']:.1e}",
+                f"{100 * row['argmax_agreement']:.2f}%",
+                "-" if delegation is None else ("all" if delegation else "PARTIAL"),
+                f"{100 * stability:.1f}%" if stability is not None else "-",
+            ]
+        )
+    return header, cells
+
+
+@app.command("bench")
+def bench_command(
+    checkpoints: list[Path] = typer.Argument(..., help="Checkpoints (.safetensors) to benchmark."),
+    runtime: list[str] = typer.Option(
+        ["pytorch", "onnxruntime", "litert", "executorch"],
+        "--runtime",
+        "-r",
+        help="Runtime (repeatable): pytorch, onnxruntime, litert, executorch.",
+    ),
+    precision: list[str] = typer.Option(
+        ["fp32"], "--precision", "-p", help="fp32 and/or int8 (repeatable)."
+    ),
+    batch_size: list[int] = typer.Option([1, 64], "--batch-size", "-b", help="Batch size."),
+    threads: list[int] = typer.Option([1], "--threads", "-t", help="CPU threads (repeatable)."),
+    data: str | None = typer.Option(None, help="Data spec [default: the checkpoint's]."),
+    budget: float = typer.Option(1.0, help="Seconds of timing per setting at most."),
+    isolate: bool = typer.Option(True, help="Time each file and thread count in its own process."),
+    rounds: int = typer.Option(1, help="2 times each setting twice (repeat stability)."),
+    out: Path = typer.Option(Path("runs/bench"), help="Folder for the files and bench.json."),
+) -> None:
+    """Benchmark checkpoints in several runtimes: latency, speedup, size, memory, parity."""
+    if not checkpoints:
+        raise ConfigError("give at least one checkpoint")
+    # torchao (imported by the PT2E quantizers) warns about optional CUDA kernels it cannot load
+    logging.getLogger("torchao").setLevel(logging.ERROR)
+    console.print(f"CPU: {describe_cpu()}")
+    models = []
+    for path in checkpoints:
+        loaded = load_checkpoint(path)
+        models.append(
+            BenchModel(
+                name=path.stem,
+                model=loaded.model,
+                data=load_dataset(resolve_data(data, path)),
+                checkpoint=path,
+            )
+        )
+    with console.status("benchmarking") as status:
+        result = run_bench(
+            models,
+            runtime,
+            out,
+            precisions=precision,
+            batch_sizes=batch_size,
+            threads=threads,
+            latency=LatencyConfig(time_budget_s=budget),
+            isolate=isolate,
+            rounds=rounds,
+            progress=lambda message: status.update(message),
+        )
+    header, cells = bench_table(result["rows"])
+    console.print(make_table(header, cells, title="p50/p99 in ms per batch"))
+    summary = out / "bench.json"
+    write_json_atomic(summary, {"environment": environment(), **result})
+    write_text_atomic(out / "bench.md", markdown_table(header, cells) + "\n")
+    console.print(f"results: {summary} and {out / 'bench.md'}")

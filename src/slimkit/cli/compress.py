@@ -1,0 +1,209 @@
+"""``slimkit compress`` and ``slimkit quantize``: apply techniques to a checkpoint, export, check.
+
+``compress`` takes technique configs from a YAML recipe (``techniques:`` list of
+``{technique: NAME, option: value, ...}``) or from ``--technique NAME --option KEY=VALUE``;
+``quantize`` is the short form for the int8 techniques. Both write the compressed model for the
+runtime, check it there against the PyTorch simulation (and, for static int8, against the integer
+reference), and print accuracy, size and parity.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import typer
+import yaml
+from rich.progress import TaskID
+
+from slimkit.cli.app import app, console
+from slimkit.cli.display import TrainProgress, make_table, progress_bar
+from slimkit.cli.options import parse_key_values, resolve_data
+from slimkit.data import load_dataset
+from slimkit.errors import ConfigError
+from slimkit.export import export
+from slimkit.io import write_json_atomic
+from slimkit.measure import accuracy_of, compare_logits
+from slimkit.runtime import PyTorchRunner, load_runtime, predict_batches
+from slimkit.techniques import compress, config_from_dict, config_to_dict, list_techniques
+from slimkit.techniques.quantize import QuantizedModel, run_reference
+from slimkit.train import load_checkpoint
+
+
+def read_technique_recipe(path: Path) -> list[Any]:
+    """Technique configs from a YAML file with a ``techniques:`` list (safe loader, no code)."""
+    if not path.is_file():
+        raise ConfigError(f"recipe {path} does not exist")
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise ConfigError(
+            f"recipe {path} is not valid YAML: {str(error).splitlines()[0]}"
+        ) from error
+    items = document.get("techniques") if isinstance(document, dict) else None
+    if not isinstance(items, list) or not items:
+        raise ConfigError(
+            f"recipe {path} needs a non-empty 'techniques:' list of "
+            "{technique: NAME, ...} entries"
+        )
+    configs = []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict) or "technique" not in item:
+            raise ConfigError(
+                f"recipe {path}: techniques[{index}] must be a mapping with a 'technique' key"
+            )
+        try:
+            configs.append(config_from_dict(item))
+        except (ConfigError, TypeError) as error:
+            raise ConfigError(f"recipe {path}: techniques[{index}]: {error}") from error
+    return configs
+
+
+def run_compress(
+    checkpoint: Path, configs: list[Any], data_spec: str | None, out: Path | None
+) -> None:
+    """Shared body of ``compress`` and ``quantize``."""
+    loaded = load_checkpoint(checkpoint)
+    data_config = resolve_data(data_spec, checkpoint)
+    with console.status(f"loading {data_config.to_spec()}"):
+        dataset = load_dataset(data_config)
+    names = "+".join(config_to_dict(c)["technique"] for c in configs)
+    with progress_bar() as progress:
+        tasks: dict[str, TaskID] = {}
+
+        def report(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = progress.add_task(stage, total=total, info="")
+            progress.update(tasks[stage], completed=done)
+
+        compressed = compress(
+            loaded.model,
+            configs,
+            data=dataset,
+            progress=report,
+            callbacks=[TrainProgress(progress, "fine-tune")],
+        )
+    out = out or checkpoint.with_name(f"{checkpoint.stem}.{names}.onnx")
+    float_path = out.with_name(f"{checkpoint.stem}.fp32.onnx")
+    metadata = {
+        "slimkit.data": json.dumps(data_config.to_dict()),
+        "slimkit.techniques": json.dumps([config_to_dict(c) for c in configs]),
+    }
+    with console.status("exporting"):
+        float_result = export(loaded.model, float_path, metadata=metadata)
+        result = export(compressed, out, metadata=metadata)
+    x, y = dataset.test.x.numpy(), dataset.test.y.numpy()
+    with console.status("checking in onnxruntime"):
+        fp32_logits = predict_batches(PyTorchRunner.from_model(loaded.model).run, x)
+        simulated = predict_batches(PyTorchRunner.from_model(compressed).run, x)
+        runtime_logits = predict_batches(load_runtime("onnxruntime", result.path).run, x)
+    parity = compare_logits(simulated, runtime_logits)
+    summary: dict[str, Any] = {
+        "checkpoint": str(checkpoint),
+        "techniques": [config_to_dict(c) for c in configs],
+        "export": result.to_dict(),
+        "fp32_export": float_result.to_dict(),
+        "accuracy_fp32": accuracy_of(fp32_logits, y),
+        "accuracy_simulated": accuracy_of(simulated, y),
+        "accuracy_runtime": accuracy_of(runtime_logits, y),
+        "parity_vs_simulation": parity.to_dict(),
+    }
+    row = [
+        names,
+        f"{100 * summary['accuracy_fp32']:.2f}%",
+        f"{100 * summary['accuracy_runtime']:.2f}%",
+        f"{100 * (summary['accuracy_runtime'] - summary['accuracy_fp32']):+.2f}",
+        f"{float_result.file_bytes:,}",
+        f"{result.file_bytes:,}",
+        f"{float_result.file_bytes / result.file_bytes:.2f}x",
+        f"{100 * parity.argmax_agreement:.2f}%",
+    ]
+    header = [
+        "techniques",
+        "fp32 acc",
+        "onnxruntime acc",
+        "Δ points",
+        "fp32 bytes",
+        "bytes",
+        "smaller",
+        "agree (sim)",
+    ]
+    if isinstance(compressed, QuantizedModel):
+        reference = run_reference(compressed.graph, x)
+        scale = float(compressed.graph.qparams[compressed.graph.output].scale[0])
+        lsb = np.abs(reference - runtime_logits) / scale
+        summary["within_one_lsb_of_integer_reference"] = float(np.mean(lsb <= 1 + 1e-4))
+        header.append("≤1 LSB vs integer ref")
+        row.append(f"{100 * summary['within_one_lsb_of_integer_reference']:.2f}%")
+    console.print(
+        make_table(header, [row], title=f"{loaded.spec.name} on {dataset.name} test split")
+    )
+    summary_path = write_json_atomic(out.with_name(out.name + ".json"), summary)
+    console.print(f"model:   {out}\nsummary: {summary_path}")
+
+
+@app.command("compress")
+def compress_command(
+    checkpoint: Path = typer.Argument(..., help="A slimkit checkpoint (.safetensors)."),
+    recipe: Path | None = typer.Option(None, help="YAML file with a 'techniques:' list."),
+    technique: str | None = typer.Option(None, help="One technique by name (instead of --recipe)."),
+    option: list[str] = typer.Option(None, "--option", "-o", help="Technique option KEY=VALUE."),
+    data: str | None = typer.Option(None, help="Data spec [default: the checkpoint's]."),
+    out: Path | None = typer.Option(None, help="Output .onnx [default: beside the checkpoint]."),
+) -> None:
+    """Apply techniques (from a recipe or --technique) to a checkpoint and export the result."""
+    if (recipe is None) == (technique is None):
+        raise ConfigError(
+            "give either --recipe FILE or --technique NAME "
+            f"(techniques: {', '.join(list_techniques())})"
+        )
+    if recipe is not None:
+        configs = read_technique_recipe(recipe)
+    else:
+        configs = [
+            config_from_dict({"technique": technique, **parse_key_values(option, "--option")})
+        ]
+    run_compress(checkpoint, configs, data, out)
+
+
+@app.command("quantize")
+def quantize_command(
+    checkpoint: Path = typer.Argument(..., help="A slimkit checkpoint (.safetensors)."),
+    mode: str = typer.Option("static", help="static, qat, dynamic or weight-only."),
+    calibration: str = typer.Option(
+        "minmax", help="minmax, moving_average, percentile, mse, entropy."
+    ),
+    per_channel: bool = typer.Option(True, help="Per-output-channel weight scales."),
+    cle: bool = typer.Option(False, "--cle", help="Cross-layer equalization first (static)."),
+    bias_correction: bool = typer.Option(
+        False, "--bias-correction", help="Bias correction (static)."
+    ),
+    epochs: int = typer.Option(3, help="QAT epochs."),
+    calibration_samples: int = typer.Option(512, help="Calibration inputs (static and QAT)."),
+    data: str | None = typer.Option(None, help="Data spec [default: the checkpoint's]."),
+    out: Path | None = typer.Option(None, help="Output .onnx [default: beside the checkpoint]."),
+) -> None:
+    """int8 quantization of a checkpoint, exported to ONNX with slimkit's own scales."""
+    options: dict[str, Any] = {"per_channel": per_channel}
+    if mode == "static":
+        options |= {
+            "technique": "static_int8",
+            "calibration": calibration,
+            "cross_layer_equalization": cle,
+            "bias_correction": bias_correction,
+            "calibration_samples": calibration_samples,
+        }
+    elif mode == "qat":
+        options |= {
+            "technique": "qat_int8",
+            "calibration": calibration,
+            "epochs": epochs,
+            "calibration_samples": calibration_samples,
+        }
+    elif mode in ("dynamic", "weight-only"):
+        options |= {"technique": "dynamic_int8" if mode == "dynamic" else "weight_only_int8"}
+    else:
+        raise ConfigError(f"--mode must be one of static, qat, dynamic, weight-only; got {mode!r}")
+    run_compress(checkpoint, [config_from_dict(options)], data, out)

@@ -1,0 +1,141 @@
+"""LiteRT/ExecuTorch exporters, PT2E int8, ONNX Runtime int8 and per-runtime preparation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from slimkit.errors import ConfigError, ExportError
+from slimkit.export import (
+    EdgeExportResult,
+    export,
+    is_quantized_graph,
+    list_formats,
+    quantize_onnx_static,
+    quantize_pt2e,
+    simulate_qdq,
+)
+from slimkit.export.targets import prepare_for_runtime
+from slimkit.models import create_model
+from slimkit.runtime import load_runtime
+
+EDGE = [("tflite", "ai_edge_litert"), ("pte", "executorch")]
+
+
+@pytest.fixture(scope="module")
+def tiny() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return create_model("lenet5", input_shape=(1, 8, 8), channels=[4, 8], hidden=[16, 16]).eval()
+
+
+@pytest.fixture(scope="module")
+def inputs() -> np.ndarray:
+    return np.random.default_rng(0).random((96, 1, 8, 8), dtype=np.float32)
+
+
+def test_edge_formats_are_registered() -> None:
+    assert {"onnx", "tflite", "pte"} <= set(list_formats())
+
+
+@pytest.mark.parametrize(("fmt", "module"), EDGE)
+def test_result_says_batch_quantizer_and_delegation(
+    fmt: str, module: str, tiny: torch.nn.Module, tmp_path: Path
+) -> None:
+    pytest.importorskip(module, reason=f"{module} is not installed")
+    result = export(tiny, tmp_path / f"m.{fmt}", format=fmt, batch_size=3)
+    assert isinstance(result, EdgeExportResult)
+    assert result.file_bytes == result.path.stat().st_size > 0
+    assert result.batch_size == 3 and result.quantizer is None
+    assert result.delegation is not None and result.delegation.all_delegated
+    body = result.to_dict()
+    assert body["delegation"]["all_delegated"] is True and body["batch_size"] == 3
+
+
+@pytest.mark.parametrize(("fmt", "module"), EDGE)
+def test_bad_batch_size_and_unexportable_model(fmt: str, module: str, tmp_path: Path) -> None:
+    pytest.importorskip(module, reason=f"{module} is not installed")
+    model = create_model("mlp", input_shape=(1, 8, 8), hidden=[8])
+    with pytest.raises(ConfigError, match="batch_size must be an int >= 1; got 0"):
+        export(model, tmp_path / f"m.{fmt}", format=fmt, batch_size=0)
+
+    class DataDependent(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x.flatten(1) if x.sum() > 0 else -x.flatten(1)
+
+    with pytest.raises(ExportError, match="could not export DataDependent to"):
+        export(DataDependent(), tmp_path / f"d.{fmt}", format=fmt, input_shape=(1, 2, 2))
+    assert not (tmp_path / f"d.{fmt}").exists()
+
+
+@pytest.mark.parametrize(("fmt", "module"), EDGE)
+def test_export_keeps_training_mode(fmt: str, module: str, tmp_path: Path) -> None:
+    pytest.importorskip(module, reason=f"{module} is not installed")
+    model = create_model("mlp", input_shape=(1, 8, 8), hidden=[8], dropout=0.5)
+    model.train()
+    export(model, tmp_path / f"m.{fmt}", format=fmt)
+    assert model.training
+
+
+def test_pt2e_graph_is_the_simulated_int8_model(tiny: torch.nn.Module, inputs: np.ndarray) -> None:
+    pytest.importorskip("executorch", reason="executorch is not installed")
+    graph = quantize_pt2e(tiny, inputs, quantizer="executorch-xnnpack-pt2e")
+    assert is_quantized_graph(graph) and not is_quantized_graph(tiny)
+    assert graph.slimkit_quantizer == "executorch-xnnpack-pt2e"
+    x = torch.from_numpy(inputs[:5])  # any batch: the graph has a dynamic batch dimension
+    simulated, fp32 = graph(x).detach(), tiny(x).detach()
+    assert 0 < float((simulated - fp32).abs().max()) < 0.1
+    assert graph.eval() is graph  # chains like nn.Module.eval
+    with pytest.raises(ConfigError, match="quantizer must be one of"):
+        quantize_pt2e(tiny, inputs, quantizer="tensorrt")
+    with pytest.raises(ConfigError, match=r"must have shape \(1, 8, 8\); got \(1, 9, 9\)"):
+        quantize_pt2e(tiny, np.zeros((4, 1, 9, 9), np.float32))
+
+
+def test_onnxruntime_int8_matches_its_unfused_simulation(
+    tiny: torch.nn.Module, inputs: np.ndarray, tmp_path: Path
+) -> None:
+    fp32 = export(tiny, tmp_path / "m.onnx").path
+    result = quantize_onnx_static(fp32, tmp_path / "m-int8.onnx", inputs)
+    assert result.quantizer == "onnxruntime-quantize-static-qdq" and result.batch_size is None
+    fused = load_runtime("onnxruntime", result.path).run(inputs)
+    simulated = simulate_qdq(result.path, inputs)
+    assert np.mean(fused.argmax(1) == simulated.argmax(1)) >= 0.99
+    quantum = float(simulated.max() - simulated.min()) / 255
+    assert np.abs(fused - simulated).max() <= 2 * quantum
+
+
+@pytest.mark.parametrize("runtime", ["pytorch", "onnxruntime", "litert", "executorch"])
+def test_prepare_for_runtime_writes_what_each_runtime_loads(
+    runtime: str, tiny: torch.nn.Module, inputs: np.ndarray, tmp_path: Path
+) -> None:
+    module = {"litert": "ai_edge_litert", "executorch": "executorch"}.get(runtime)
+    if module:
+        pytest.importorskip(module, reason=f"{module} is not installed")
+    pytest.importorskip("executorch", reason="the PyTorch int8 row uses ExecuTorch's quantizer")
+    for precision in ("fp32", "int8"):
+        prepared = prepare_for_runtime(
+            tiny,
+            runtime,
+            tmp_path,
+            stem="tiny",
+            batch_sizes=(1, 4),
+            precision=precision,
+            calibration_data=inputs,
+        )
+        fixed = runtime in ("litert", "executorch")
+        assert [a.batch_size for a in prepared.artifacts] == ([1, 4] if fixed else [None])
+        assert all(a.precision == precision for a in prepared.artifacts)
+        assert (prepared.artifacts[0].quantizer is None) == (precision == "fp32")
+        reference = prepared.reference(inputs[:8])
+        assert reference.shape == (8, 10)
+        for artifact in prepared.artifacts:
+            if artifact.path is None:  # PyTorch int8: the simulated graph itself
+                assert prepared.in_memory is not None
+                continue
+            out = load_runtime(runtime, artifact.path).run(inputs[:8])
+            assert np.mean(out.argmax(1) == reference.argmax(1)) >= 0.875
+    with pytest.raises(ConfigError, match="needs calibration_data"):
+        prepare_for_runtime(tiny, runtime, tmp_path, stem="t", precision="int8")

@@ -1,0 +1,77 @@
+"""Process isolation, peak memory, repeat stability, and the ``slimkit bench`` command."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from slimkit.cli import app
+from slimkit.errors import ConfigError, RuntimeLoadError
+from slimkit.export import export
+from slimkit.measure import LatencyConfig
+from slimkit.measure.latency import measure_isolated, peak_rss_bytes
+from slimkit.models import create_model
+from slimkit.train import save_checkpoint
+
+FAST = LatencyConfig(warmup=2, min_repeats=5, max_repeats=50, time_budget_s=0.2)
+
+
+@pytest.fixture(scope="module")
+def tiny() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return create_model("lenet5", input_shape=(1, 8, 8), channels=[4, 8], hidden=[16, 16]).eval()
+
+
+def test_isolated_timing_reports_latency_memory_and_repeats(
+    tiny: torch.nn.Module, tmp_path: Path
+) -> None:
+    path = export(tiny, tmp_path / "m.onnx").path
+    batches = [np.zeros((b, 1, 8, 8), np.float32) for b in (1, 16)]
+    timing = measure_isolated("onnxruntime", path, batches, threads=2, config=FAST, rounds=2)
+    assert [s.batch_size for s in timing.latency] == [1, 16]
+    assert all(s.threads == 2 and s.p50_ms > 0 for s in timing.latency)
+    assert len(timing.repeats) == 2 and len(timing.repeat_stability()) == 2
+    # the child imported slimkit (torch) before loading: tens of MiB at least, under this process
+    assert 50 * 2**20 < timing.baseline_rss_bytes <= timing.peak_rss_bytes
+    assert timing.peak_rss_bytes < 4 * peak_rss_bytes()
+    assert timing.to_dict()["model_rss_bytes"] == timing.model_rss_bytes
+
+
+def test_isolated_errors_come_back_as_slimkit_errors(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not onnx")
+    with pytest.raises(RuntimeLoadError, match=r"cannot load .*bad\.onnx as an ONNX model"):
+        measure_isolated("onnxruntime", bad, [np.zeros((1, 1, 8, 8), np.float32)], config=FAST)
+    with pytest.raises(ConfigError, match="rounds must be 1 or 2"):
+        measure_isolated("onnxruntime", bad, [np.zeros((1, 1, 8, 8), np.float32)], rounds=3)
+
+
+def test_bench_command_prints_one_table_and_writes_json(
+    tiny: torch.nn.Module, tmp_path: Path
+) -> None:
+    pytest.importorskip("ai_edge_litert", reason="ai-edge-litert is not installed")
+    pytest.importorskip("executorch", reason="executorch is not installed")
+    checkpoint = save_checkpoint(tiny, tmp_path / "tiny.safetensors")
+    out = tmp_path / "bench"
+    args = ["bench", str(checkpoint), "--data", "digits", "-b", "1", "-b", "4", "-t", "1"]
+    args += ["-r", "pytorch", "-r", "litert", "-r", "executorch", "-p", "fp32", "-p", "int8"]
+    args += ["--budget", "0.1", "--no-isolate", "--out", str(out)]
+    result = CliRunner().invoke(app, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "p50/p99 in ms per batch" in result.output
+    body = json.loads((out / "bench.json").read_text())
+    rows = body["rows"]
+    # 3 runtimes x 2 precisions x 2 batch sizes x 1 thread count
+    assert len(rows) == 12
+    fp32 = [r for r in rows if r["precision"] == "fp32"]
+    assert all(r["max_abs_diff"] <= 1e-4 and r["argmax_agreement"] == 1.0 for r in fp32)
+    int8 = [r for r in rows if r["precision"] == "int8"]
+    assert all(r["quantizer"] and r["speedup_vs_fp32"] > 0 for r in int8)
+    edge = [r for r in rows if r["runtime"] != "pytorch"]
+    assert all(r["all_delegated"] for r in edge)
+    assert (out / "bench.md").is_file()

@@ -134,6 +134,10 @@ def test_demo_runs_the_main_job(tmp_path: Path) -> None:
     result = _slimkit("demo", "--out", str(tmp_path / "demo"), "--epochs", "3", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     records = json.loads((tmp_path / "demo" / "records.json").read_text())["records"]
-    assert [r["runtime"] for r in records] == ["pytorch", "onnxruntime"]
-    assert records[1]["parity"]["max_abs_diff"] <= 1e-4
+    assert [r["runtime"] for r in records] == ["pytorch"] + ["onnxruntime"] * 4
+    fp32, int8, pruned, both = records[1:]
+    assert fp32["parity"]["max_abs_diff"] <= 1e-4
+    assert int8["file_bytes"] * 3 < fp32["file_bytes"] and int8["macs"] == fp32["macs"]
+    assert pruned["macs"] < fp32["macs"] / 2 and both["macs"] == pruned["macs"]
+    assert all(r["parity"]["argmax_agreement"] >= 0.99 for r in records[1:])
     assert "onnxruntime" in (tmp_path / "demo" / "report.md").read_text()

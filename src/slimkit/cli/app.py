@@ -16,7 +16,8 @@ from rich.markup import escape
 
 from slimkit.errors import SlimkitError
 
-console = Console()
+# piped output (CI logs, files) gets wide tables instead of rich's 80-column default
+console = Console(width=None if sys.stdout.isatty() else 160)
 error_console = Console(stderr=True)
 
 app = typer.Typer(

@@ -1,13 +1,16 @@
 """``slimkit demo``: the main job on the embedded digits data, end to end.
 
-data → model → train → checkpoint → export to ONNX → parity → measure in PyTorch and ONNX Runtime
-→ table in the terminal, JSON and Markdown in the run folder.
+data → model → train → checkpoint → compress (int8, channel pruning, both) → export to ONNX →
+parity → measure in PyTorch and ONNX Runtime → table in the terminal, JSON and Markdown in the run
+folder. Every candidate is measured in the runtime, side by side in one run.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
 import typer
@@ -17,9 +20,12 @@ from slimkit.cli.display import TrainProgress, print_records, progress_bar
 from slimkit.data import load_dataset
 from slimkit.export import export
 from slimkit.io import write_json_atomic, write_text_atomic
-from slimkit.measure import LatencyConfig, describe_cpu, environment, measure
+from slimkit.measure import LatencyConfig, count_costs, describe_cpu, environment, measure
 from slimkit.models import DEFAULT_MODEL, create_model
 from slimkit.report import markdown_table, records_table
+from slimkit.techniques import compress
+from slimkit.techniques.prune.structured import ChannelPruningConfig
+from slimkit.techniques.quantize import StaticInt8Config
 from slimkit.train import TrainConfig, evaluate, save_checkpoint, train
 
 
@@ -75,6 +81,48 @@ def demo_command(
                     progress=lambda m: status.update(m),
                 )
             )
+    candidates: list[tuple[str, list[Any]]] = [
+        ("int8 (PTQ, mse)", [StaticInt8Config(calibration="mse")]),
+        ("pruned 50%", [ChannelPruningConfig(ratio=0.5, epochs=10, lr=3e-3, seed=seed)]),
+        (
+            "pruned 50% + int8",
+            [
+                ChannelPruningConfig(ratio=0.5, epochs=10, lr=3e-3, seed=seed),
+                StaticInt8Config(calibration="mse"),
+            ],
+        ),
+    ]
+    for label, configs in candidates:
+        with console.status(f"{label}: compressing") as status:
+            float_configs = [c for c in configs if not isinstance(c, StaticInt8Config)]
+            int8_configs = [c for c in configs if isinstance(c, StaticInt8Config)]
+            float_model = compress(net, float_configs, data=data) if float_configs else net
+            compressed = (
+                compress(float_model, int8_configs, data=data) if int8_configs else float_model
+            )
+            name = (
+                label.replace(" ", "-")
+                .replace("%", "")
+                .replace("(", "")
+                .replace(")", "")
+                .replace(",", "")
+            )
+            path = export(
+                compressed, out / f"{model}.{name}.onnx", input_shape=data.input_shape
+            ).path
+            status.update(f"{label}: measuring in onnxruntime")
+            record = measure(
+                path,
+                data,
+                runtime="onnxruntime",
+                batch_sizes=(1, 64),
+                threads=(threads,),
+                reference=compressed,
+                latency=latency,
+                name=f"{model} {label}",
+            )
+        cost = count_costs(float_model, data.input_shape)  # int8 keeps the float layers' shapes
+        records.append(dataclasses.replace(record, params=cost.params, macs=cost.macs))
     print_records(records, title=f"{model} on digits: latency p50 in ms per batch")
     header, rows = records_table(records)
     env = environment()

@@ -7,6 +7,7 @@ from slimkit.cli import (  # noqa: F401  (each module registers its commands)
     export,
     measure,
     models,
+    prune,
     train,
 )
 from slimkit.cli.app import app, main

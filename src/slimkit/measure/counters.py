@@ -2,9 +2,15 @@
 
 Counts come from one forward pass at batch 1 with hooks on every leaf module, so they follow the
 shapes the model really computes. The convention is the MobileNets paper's (Howard et al. 2017):
-multiply-adds of convolutions and fully connected layers; activations, pooling and batch norm
-count 0 MACs (batch norm folds into the convolution before it at deployment). A new layer type adds
-its rule with :func:`register_mac_rule` and no other edit.
+multiply-adds of convolutions and fully connected layers; activations, pooling, normalization,
+element-wise products and additions (residuals, gates, scaling) and embedding lookups count 0 MACs
+(batch norm folds into the convolution before it at deployment). Attention kernels count their
+matrix products (rules in :mod:`slimkit.measure.cost_rules`). A new layer type adds its rule with
+:func:`register_mac_rule` and no other edit.
+
+Parameters are every trainable value of the model by default. The MobileNets paper leaves batch
+norm out of its parameter counts (4,210,088 for MobileNet-v1 1.0-224: convolution weights and the
+classifier); ``include_batchnorm=False`` counts that way.
 
 Example:
     >>> from slimkit.models import create_model
@@ -70,12 +76,14 @@ class ModelCost:
     layers: tuple[LayerCost, ...]
     params: int
     macs: int
+    include_batchnorm: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict with totals and the per-layer table."""
         return {
             "params": self.params,
             "macs": self.macs,
+            "include_batchnorm": self.include_batchnorm,
             "layers": [
                 asdict(layer) | {"output_shape": list(layer.output_shape)} for layer in self.layers
             ],
@@ -87,19 +95,42 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def count_costs(model: nn.Module, input_shape: tuple[int, ...]) -> ModelCost:
+def batchnorm_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The affine parameters (scale and shift) of every batch-norm layer of ``model``."""
+    return [
+        p
+        for m in model.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm)
+        for p in m.parameters(recurse=False)
+    ]
+
+
+def count_costs(
+    model: nn.Module, input_shape: tuple[int, ...], *, include_batchnorm: bool = True
+) -> ModelCost:
     """Count parameters and MACs of ``model`` for one sample of ``input_shape`` (C, H, W).
 
     Args:
         model: any module taking a float tensor of shape ``(1, *input_shape)``.
         input_shape: shape of one sample, without the batch dimension.
+        include_batchnorm: count the scale and shift of batch-norm layers as parameters. The
+            MobileNets paper does not (they fold into the convolutions); pass ``False`` to
+            reproduce its counts.
 
     Returns:
         The per-layer table (leaf modules in call order) and totals.
+
+    Example:
+        >>> from slimkit.models import create_model
+        >>> model = create_model("mobilenet_v1", input_shape=(3, 224, 224), num_classes=1000)
+        >>> cost = count_costs(model, (3, 224, 224), include_batchnorm=False)
+        >>> cost.macs, cost.params
+        (568740352, 4210088)
     """
     rows: list[LayerCost] = []
     names = {module: name for name, module in model.named_modules()}
-    seen: set[int] = set()
+    excluded = set() if include_batchnorm else {id(p) for p in batchnorm_parameters(model)}
+    seen: set[int] = set(excluded)
 
     def hook(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
         own = [p for p in module.parameters(recurse=False) if id(p) not in seen]
@@ -134,6 +165,14 @@ def count_costs(model: nn.Module, input_shape: tuple[int, ...]) -> ModelCost:
         for handle in handles:
             handle.remove()
         model.train(was_training)
+    params = sum(p.numel() for p in model.parameters() if id(p) not in excluded)
     return ModelCost(
-        layers=tuple(rows), params=count_parameters(model), macs=sum(r.macs for r in rows)
+        layers=tuple(rows),
+        params=params,
+        macs=sum(r.macs for r in rows),
+        include_batchnorm=include_batchnorm,
     )
+
+
+# the rules of slimkit's own layers register themselves on import
+from slimkit.measure import cost_rules  # noqa: E402, F401

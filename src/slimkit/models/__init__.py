@@ -4,7 +4,14 @@ Importing this package registers the built-in models; a new model is a new file 
 ``@register_model`` line, plus its import below.
 """
 
-from slimkit.models import lenet, mlp  # noqa: F401  (registration side effects)
+from slimkit.models import (  # noqa: F401  (registration side effects)
+    lenet,
+    mlp,
+    mobilenet_v1,
+    mobilenet_v2,
+    shufflenet,
+    transformer,
+)
 from slimkit.models.registry import (
     ModelInfo,
     ModelSpec,

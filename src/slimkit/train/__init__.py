@@ -1,5 +1,6 @@
 """Training: the loop, its configuration, callbacks and checkpoints."""
 
+from slimkit.train.augment import AugmentConfig, Augmenter
 from slimkit.train.checkpoint import (
     Checkpoint,
     load_checkpoint,
@@ -14,12 +15,15 @@ from slimkit.train.loop import (
     TrainState,
     cross_entropy_loss,
     evaluate,
+    iterate_batch_indices,
     iterate_batches,
     resolve_device,
     train,
 )
 
 __all__ = [
+    "AugmentConfig",
+    "Augmenter",
     "Callback",
     "Checkpoint",
     "EpochStats",
@@ -28,6 +32,7 @@ __all__ = [
     "TrainState",
     "cross_entropy_loss",
     "evaluate",
+    "iterate_batch_indices",
     "iterate_batches",
     "load_checkpoint",
     "read_checkpoint_metadata",

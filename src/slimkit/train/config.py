@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from slimkit.errors import ConfigError, check_choice, check_fraction, check_positive
+from slimkit.train.augment import AugmentConfig, coerce_augment_config
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("cosine", "step", "constant")
@@ -25,17 +26,22 @@ class TrainConfig:
         weight_decay: L2 penalty (decoupled for ``adamw``).
         momentum: momentum of ``sgd``.
         schedule: ``cosine`` (to 0 over all steps), ``step`` (x0.1 at 50% and 75%), ``constant``.
-        label_smoothing: smoothing of the one-hot targets in the cross-entropy loss.
+        label_smoothing: smoothing of the one-hot targets in the cross-entropy loss (also of
+            probability targets, e.g. mixed by mixup).
         early_stopping_patience: stop after this many epochs without a better validation
             accuracy and restore the best weights; ``None`` trains all epochs (best weights are
             still restored).
         seed: seeds weight initialisation order, shuffling and dropout.
         device: ``cpu``, ``cuda`` or ``auto`` (CUDA when present).
         threads: CPU threads for PyTorch (``None`` leaves PyTorch's default).
+        augment: augmentation of the training batches (shifts, mixup, cutmix), or ``None``; a
+            dict of :class:`~slimkit.train.augment.AugmentConfig` options is accepted too.
 
     Example:
         >>> TrainConfig(epochs=5, lr=3e-3).to_dict()["epochs"]
         5
+        >>> TrainConfig(augment={"shift": 2}).augment.shift
+        2
     """
 
     epochs: int = 30
@@ -50,8 +56,11 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     threads: int | None = None
+    augment: AugmentConfig | None = None
 
     def __post_init__(self) -> None:
+        # a dict (from to_dict, a recipe or the search) becomes the config it describes
+        object.__setattr__(self, "augment", coerce_augment_config(self.augment))
         for name in ("epochs", "batch_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

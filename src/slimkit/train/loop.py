@@ -1,9 +1,10 @@
 """The training loop: plain, readable, and open to callbacks.
 
 One function, :func:`train`, fits a model on a :class:`~slimkit.data.Dataset` with the optimizer,
-schedule and early stopping of a :class:`TrainConfig`. Everything beyond that (progress bars,
-pruning schedules, search pruners, distillation) plugs in through :class:`Callback` hooks or a
-custom ``loss_fn``; the loop itself stays short.
+schedule and early stopping of a :class:`TrainConfig`, and the training-batch augmentation of its
+``augment`` (:mod:`slimkit.train.augment`). Everything beyond that (progress bars, pruning
+schedules, search pruners, distillation) plugs in through :class:`Callback` hooks or a custom
+``loss_fn``; the loop itself stays short.
 
 Example:
     >>> from slimkit.data import load_dataset
@@ -31,10 +32,13 @@ from torch import nn
 
 from slimkit.data import Dataset, Split
 from slimkit.errors import ConfigError
+from slimkit.train.augment import Augmenter
 from slimkit.train.config import TrainConfig
 
 logger = logging.getLogger(__name__)
 
+# loss_fn(model, x, targets): targets are int labels (N,), or class probabilities (N, K) in
+# batches that augmentation mixed
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -55,6 +59,9 @@ class TrainState:
     """The loop's live state, handed to every callback hook.
 
     A callback may set ``should_stop = True`` to end training after the current epoch.
+    ``batch_index`` holds, during a step, the indices into ``data.train`` of the batch being
+    trained on (before augmentation), so that a loss may look up per-sample data (e.g. cached
+    teacher logits).
     """
 
     model: nn.Module
@@ -67,6 +74,7 @@ class TrainState:
     last_loss: float = math.nan
     history: list[EpochStats] = field(default_factory=list)
     should_stop: bool = False
+    batch_index: torch.Tensor | None = None
 
 
 class Callback:
@@ -121,19 +129,30 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def iterate_batch_indices(
+    n: int, batch_size: int, *, shuffle: bool, generator: torch.Generator | None = None
+) -> Iterator[torch.Tensor]:
+    """Yield the sample indices of each mini-batch of a split of ``n`` samples."""
+    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    for start in range(0, n, batch_size):
+        yield order[start : start + batch_size]
+
+
 def iterate_batches(
     split: Split, batch_size: int, *, shuffle: bool, generator: torch.Generator | None = None
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield ``(x, y)`` mini-batches by slicing the in-memory split (faster than a DataLoader)."""
-    n = len(split)
-    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
-    for start in range(0, n, batch_size):
-        index = order[start : start + batch_size]
+    batches = iterate_batch_indices(len(split), batch_size, shuffle=shuffle, generator=generator)
+    for index in batches:
         yield split.x[index], split.y[index]
 
 
 def cross_entropy_loss(label_smoothing: float = 0.0) -> LossFn:
-    """The default loss: cross-entropy of the model's logits, optionally with label smoothing."""
+    """The default loss: cross-entropy of the model's logits, optionally with label smoothing.
+
+    Targets may be int labels ``(N,)`` or class probabilities ``(N, K)`` (mixup, cutmix); label
+    smoothing then mixes the probabilities with the uniform distribution the same way.
+    """
 
     def loss_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(model(x), y, label_smoothing=label_smoothing)
@@ -189,6 +208,11 @@ def _lr_factor(schedule: str, step: int, total_steps: int) -> float:
     return 1.0
 
 
+def _augment_seed(seed: int) -> int:
+    """The augmenter's seed: derived from the training seed, distinct from the shuffling one."""
+    return (seed * 2654435761 + 97) % 2**63
+
+
 def train(
     model: nn.Module,
     data: Dataset,
@@ -207,7 +231,8 @@ def train(
         config: optimizer, schedule, epochs, seed and device; defaults to ``TrainConfig()``.
         callbacks: hooks called during training (progress bars, schedules, search pruners).
         loss_fn: ``loss_fn(model, x, y) -> loss``; defaults to cross-entropy with the config's
-            label smoothing. Distillation and other techniques pass their own.
+            label smoothing. Distillation and other techniques pass their own. ``y`` holds class
+            probabilities ``(N, K)`` instead of labels in batches that ``config.augment`` mixed.
 
     Returns:
         The per-epoch history, the best epoch and its validation accuracy.
@@ -223,6 +248,11 @@ def train(
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
+    augmenter = (
+        Augmenter(config.augment, data.num_classes, seed=_augment_seed(config.seed))
+        if config.augment is not None and config.augment.changes_inputs
+        else None
+    )
     model.to(device)
     loss_fn = loss_fn or cross_entropy_loss(config.label_smoothing)
     optimizer = _make_optimizer(model, config)
@@ -246,12 +276,16 @@ def train(
         epoch_start = time.perf_counter()
         model.train()
         loss_sum, seen = 0.0, 0
-        for x, y in iterate_batches(
-            data.train, config.batch_size, shuffle=True, generator=generator
+        for index in iterate_batch_indices(
+            len(data.train), config.batch_size, shuffle=True, generator=generator
         ):
             lr = config.lr * _lr_factor(config.schedule, state.step, state.total_steps)
             for group in optimizer.param_groups:
                 group["lr"] = lr
+            x, y = data.train.x[index], data.train.y[index]
+            if augmenter is not None:
+                x, y = augmenter(x, y)
+            state.batch_index = index
             x, y = x.to(device), y.to(device)
             optimizer.zero_grad(set_to_none=True)
             loss = loss_fn(model, x, y)
@@ -268,6 +302,7 @@ def train(
             seen += len(y)
             for callback in callbacks:
                 callback.on_step_end(state)
+        state.batch_index = None
         val_loss, val_accuracy = evaluate(model, data.val, device=device)
         stats = EpochStats(
             epoch=epoch + 1,

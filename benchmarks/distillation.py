@@ -426,11 +426,14 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2, help="PyTorch CPU threads")
     parser.add_argument("--quick", action="store_true", help="a smoke run: subset, few epochs")
     parser.add_argument("--retrain", action="store_true", help="train the teacher even if kept")
+    parser.add_argument("--verbose", "-v", action="store_true", help="log every epoch")
     parser.add_argument(
         "--out", type=Path, default=ROOT / "benchmarks" / "results" / "distillation.json"
     )
     args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="    %(message)s"
+    )
     torch.set_num_threads(args.threads)
     plan = QUICK if args.quick else FULL
     folder = args.out.parent / "distillation"

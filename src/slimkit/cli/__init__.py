@@ -8,6 +8,8 @@ from slimkit.cli import (  # noqa: F401  (each module registers its commands)
     measure,
     models,
     prune,
+    report,
+    search,
     train,
 )
 from slimkit.cli.app import app, main

@@ -73,15 +73,11 @@ def rewrite_linear_layers(proto: Any, layers: dict[str, Int8Linear]) -> Any:
         if layer.mode == "weight_only":
             added.append(numpy_helper.from_array(weight_q, f"{prefix}_weight_q"))
             added.append(numpy_helper.from_array(scale, f"{prefix}_weight_scale"))
-            added.append(
-                numpy_helper.from_array(
-                    np.zeros_like(weight_q[:, 0]), f"{prefix}_weight_zero_point"
-                )
-            )
+            # symmetric int8 weights: the zero point is 0, DequantizeLinear's default
             new_nodes.append(
                 helper.make_node(
                     "DequantizeLinear",
-                    [f"{prefix}_weight_q", f"{prefix}_weight_scale", f"{prefix}_weight_zero_point"],
+                    [f"{prefix}_weight_q", f"{prefix}_weight_scale"],
                     [f"{prefix}_weight"],
                     axis=0,
                     name=f"{prefix}_dequantize_weight",
@@ -93,11 +89,6 @@ def rewrite_linear_layers(proto: Any, layers: dict[str, Int8Linear]) -> Any:
             added.append(
                 numpy_helper.from_array(np.ascontiguousarray(weight_q.T), f"{prefix}_weight_q_t")
             )
-            added.append(
-                numpy_helper.from_array(
-                    np.zeros(weight_q.shape[0], dtype=np.int8), f"{prefix}_weight_zero_point"
-                )
-            )
             added.append(numpy_helper.from_array(scale, f"{prefix}_weight_scale"))
             new_nodes += [
                 helper.make_node(
@@ -108,12 +99,8 @@ def rewrite_linear_layers(proto: Any, layers: dict[str, Int8Linear]) -> Any:
                 ),
                 helper.make_node(
                     "MatMulInteger",
-                    [
-                        f"{prefix}_x_q",
-                        f"{prefix}_weight_q_t",
-                        f"{prefix}_x_zero_point",
-                        f"{prefix}_weight_zero_point",
-                    ],
+                    # b_zero_point left out: 0 (symmetric int8 weights) is its default
+                    [f"{prefix}_x_q", f"{prefix}_weight_q_t", f"{prefix}_x_zero_point"],
                     [f"{prefix}_acc"],
                     name=f"{prefix}_matmul",
                 ),
@@ -157,4 +144,9 @@ def rewrite_linear_layers(proto: Any, layers: dict[str, Int8Linear]) -> Any:
         )
     del graph.node[:]
     graph.node.extend(new_nodes)
+    # value_info of tensors that are gone (the float weights) only takes room in the file
+    known = {i.name for i in graph.initializer} | {o for n in graph.node for o in n.output}
+    stale = [info for info in graph.value_info if info.name not in known]
+    for info in stale:
+        graph.value_info.remove(info)
     return proto

@@ -5,6 +5,10 @@ scale and zero point; weights are stored as int8 initializers (per-channel scale
 biases as int32 initializers with scale ``S_x · S_w``, each read through ``DequantizeLinear``.
 ONNX Runtime recognises these patterns and fuses them into integer kernels (``QLinearConv``,
 ``QGemm``, ``QLinearAdd``, ...); :func:`optimized_op_types` shows what it ran.
+
+The file is kept small without changing a number: zero points of 0 are left out where ONNX Runtime
+still fuses without them, per-tensor scales are scalars, equal constants are stored once, and names
+are short (only compute nodes carry a name: the layer's).
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ OPSET = 19
 
 
 class _Builder:
+    """Builds the QDQ graph; names are short and equal constants are stored once (file size)."""
+
     def __init__(self, model: QuantizedModel) -> None:
         import onnx
         from onnx import TensorProto, helper, numpy_helper
@@ -46,7 +52,9 @@ class _Builder:
         self.nodes: list[Any] = []
         self.initializers: list[Any] = []
         self.names: set[str] = set()
+        self.constants: dict[tuple[str, tuple[int, ...], bytes], str] = {}
         self.quantized: dict[str, tuple[str, str, str]] = {}  # tensor → (q, scale, zero point)
+        self.index = {op.output: i for i, op in enumerate(model.graph.ops)}
 
     def unique(self, base: str) -> str:
         name, i = base, 1
@@ -56,13 +64,17 @@ class _Builder:
         return name
 
     def constant(self, base: str, value: np.ndarray) -> str:
-        name = self.unique(base)
-        self.initializers.append(self.numpy_helper.from_array(value, name))
-        return name
+        """An initializer holding ``value``; an equal one already written is reused."""
+        key = (value.dtype.str, value.shape, value.tobytes())  # tobytes: C order, any layout
+        if key not in self.constants:
+            name = self.unique(base)
+            self.initializers.append(self.numpy_helper.from_array(value, name))
+            self.constants[key] = name
+        return self.constants[key]
 
-    def zero_point(self, base: str, params: QParams, values: np.ndarray | None = None) -> str:
+    def zero_point(self, base: str, params: QParams) -> str:
         dtype = np.uint8 if params.dtype == "uint8" else np.int8
-        z = params.zero_point if values is None else values
+        z = params.zero_point
         array = z.astype(dtype) if params.per_channel else np.array(int(z[0]), dtype=dtype)
         return self.constant(base, array)
 
@@ -72,102 +84,122 @@ class _Builder:
             base, s if params.per_channel else np.array(float(s[0]), dtype=np.float32)
         )
 
-    def node(self, op_type: str, inputs: list[str], output_base: str, **attrs: Any) -> str:
+    def node(
+        self,
+        op_type: str,
+        inputs: list[str],
+        output_base: str,
+        name: str | None = None,
+        **attrs: Any,
+    ) -> str:
+        """Append a node and return its output's name; only compute nodes carry a name."""
         out = self.unique(output_base)
-        self.nodes.append(
-            self.helper.make_node(
-                op_type, inputs, [out], name=self.unique(f"{op_type}_{output_base}"), **attrs
-            )
-        )
+        self.nodes.append(self.helper.make_node(op_type, inputs, [out], name=name, **attrs))
         return out
 
     def qdq(self, tensor: str, float_name: str, params: QParams) -> None:
         """Mark ``float_name`` as quantized with ``params``; consumers read it via :meth:`read`."""
-        s, z = (
-            self.scale(f"{tensor}_scale", params),
-            self.zero_point(f"{tensor}_zero_point", params),
+        i = self.index[tensor]
+        self.quantized[tensor] = (
+            float_name,
+            self.scale(f"s{i}", params),
+            self.zero_point(f"z{i}", params),
         )
-        self.quantized[tensor] = (float_name, s, z)
 
     def read(self, tensor: str) -> str:
         """A dedicated QuantizeLinear → DequantizeLinear pair of ``tensor`` for one consumer.
 
         ONNX Runtime fuses a node with the Q/DQ around it into an integer kernel only when the pair
         belongs to that node alone (and converts int8 activations to uint8 pair by pair on x86).
+        The activation zero point stays even when it is 0: its type sets QuantizeLinear's output
+        type.
         """
         source, s, z = self.quantized[tensor]
-        q = self.node("QuantizeLinear", [source, s, z], f"{tensor}_q")
-        return self.node("DequantizeLinear", [q, s, z], f"{tensor}_dq")
+        i = self.index[tensor]
+        q = self.node("QuantizeLinear", [source, s, z], f"q{i}")
+        return self.node("DequantizeLinear", [q, s, z], f"d{i}")
 
-    def weight(self, op: QOp) -> str:
-        assert op.weight_qparams is not None
-        w = self.constant(f"{op.name}_weight_q", integer_weight(op).astype(np.int8))
-        s = self.scale(f"{op.name}_weight_scale", op.weight_qparams)
-        z = self.zero_point(f"{op.name}_weight_zero_point", op.weight_qparams)
-        attrs = {"axis": 0} if op.weight_qparams.per_channel else {}
-        return self.node("DequantizeLinear", [w, s, z], f"{op.name}_weight", **attrs)
+    def weight(self, op: QOp, i: int) -> str:
+        """``DequantizeLinear`` of the int8 weight.
 
-    def bias(self, op: QOp, input_params: QParams) -> str:
-        b = self.constant(f"{op.name}_bias_q", integer_bias(op, input_params).astype(np.int32))
+        A zero point of all zeros (symmetric weights) is left out for ``Conv``, which ONNX Runtime
+        still fuses into ``QLinearConv``; its ``QGemm`` fusion needs the zero point written out.
+        """
+        params = op.weight_qparams
+        assert params is not None
+        w = self.constant(f"w{i}", integer_weight(op).astype(np.int8))
+        inputs = [w, self.scale(f"w{i}s", params)]
+        if op.kind != "conv" or np.any(params.zero_point != 0):
+            z = params.zero_point.astype(np.int8)
+            inputs.append(self.constant(f"w{i}z", z if params.per_channel else z[:1].reshape(())))
+        attrs: dict[str, Any] = {"axis": 0} if params.per_channel else {}
+        return self.node("DequantizeLinear", inputs, f"w{i}f", **attrs)
+
+    def bias(self, op: QOp, i: int, input_params: QParams) -> str:
+        """``DequantizeLinear`` of the int32 bias (zero point 0, left out: it is the default)."""
+        b = self.constant(f"b{i}", integer_bias(op, input_params).astype(np.int32))
         scale = bias_scale(op, input_params).astype(np.float32)
-        s = self.constant(f"{op.name}_bias_scale", scale)
-        z = self.constant(f"{op.name}_bias_zero_point", np.zeros(scale.shape, dtype=np.int32))
-        return self.node("DequantizeLinear", [b, s, z], f"{op.name}_bias", axis=0)
+        if np.all(scale == scale[0]):  # per-tensor weights: one scale
+            s = self.constant(f"b{i}s", np.array(scale[0], dtype=np.float32))
+            return self.node("DequantizeLinear", [b, s], f"b{i}f")
+        s = self.constant(f"b{i}s", scale)
+        return self.node("DequantizeLinear", [b, s], f"b{i}f", axis=0)
 
-    def activation(self, op: QOp, y: str) -> str:
+    def activation(self, op: QOp, i: int, y: str) -> str:
         if op.activation == "relu":
-            return self.node("Relu", [y], f"{op.name}_relu")
+            return self.node("Relu", [y], f"r{i}")
         if op.activation == "relu6":
-            params = self.graph.qparams[op.output]
-            low = self.constant(f"{op.name}_min", np.array(0.0, dtype=np.float32))
-            high = self.constant(f"{op.name}_max", np.array(6.0, dtype=np.float32))
-            del params
-            return self.node("Clip", [y, low, high], f"{op.name}_relu6")
+            low = self.constant("zero", np.array(0.0, dtype=np.float32))
+            high = self.constant("six", np.array(6.0, dtype=np.float32))
+            return self.node("Clip", [y, low, high], f"r{i}")
         return y
 
     def build(self) -> Any:
         helper, TensorProto = self.helper, self.TensorProto
         g = self.graph
-        for op in g.ops:
+        self.names.update({INPUT_NAME, OUTPUT_NAME})
+        for i, op in enumerate(g.ops):
             params = g.qparams[op.output]
             if op.kind == "input":
-                self.names.add(INPUT_NAME)
                 self.qdq(op.output, INPUT_NAME, params)
                 continue
             x = self.read(op.inputs[0])
+            y_name = f"y{i}"
             if op.kind == "conv":
                 a = op.attrs
-                inputs = [x, self.weight(op)]
+                inputs = [x, self.weight(op, i)]
                 if op.bias is not None:
-                    inputs.append(self.bias(op, g.qparams[op.inputs[0]]))
+                    inputs.append(self.bias(op, i, g.qparams[op.inputs[0]]))
                 pads = [a["padding"][0], a["padding"][1], a["padding"][0], a["padding"][1]]
                 y = self.node(
                     "Conv",
                     inputs,
-                    op.name,
+                    y_name,
+                    name=op.name,
                     strides=a["stride"],
                     pads=pads,
                     dilations=a["dilation"],
                     group=a["groups"],
                     kernel_shape=list(op.weight.shape[2:]) if op.weight is not None else None,
                 )
-                self.qdq(op.output, self.activation(op, y), params)
+                self.qdq(op.output, self.activation(op, i, y), params)
             elif op.kind == "linear":
-                inputs = [x, self.weight(op)]
+                inputs = [x, self.weight(op, i)]
                 if op.bias is not None:
-                    inputs.append(self.bias(op, g.qparams[op.inputs[0]]))
-                y = self.node("Gemm", inputs, op.name, transB=1)
-                self.qdq(op.output, self.activation(op, y), params)
+                    inputs.append(self.bias(op, i, g.qparams[op.inputs[0]]))
+                y = self.node("Gemm", inputs, y_name, name=op.name, transB=1)
+                self.qdq(op.output, self.activation(op, i, y), params)
             elif op.kind == "add":
-                y = self.node("Add", [x, self.read(op.inputs[1])], op.name)
-                self.qdq(op.output, self.activation(op, y), params)
+                y = self.node("Add", [x, self.read(op.inputs[1])], y_name, name=op.name)
+                self.qdq(op.output, self.activation(op, i, y), params)
             elif op.kind == "maxpool":
                 a = op.attrs
                 pads = [a["padding"][0], a["padding"][1], a["padding"][0], a["padding"][1]]
                 y = self.node(
                     "MaxPool",
                     [x],
-                    op.name,
+                    y_name,
+                    name=op.name,
                     kernel_shape=a["kernel"],
                     strides=a["stride"],
                     pads=pads,
@@ -179,7 +211,8 @@ class _Builder:
                 y = self.node(
                     "AveragePool",
                     [x],
-                    op.name,
+                    y_name,
+                    name=op.name,
                     kernel_shape=a["kernel"],
                     strides=a["stride"],
                     pads=pads,
@@ -187,22 +220,24 @@ class _Builder:
                 )
                 self.qdq(op.output, y, params)
             elif op.kind == "adaptive_avgpool":
-                y = self.node("GlobalAveragePool", [x], op.name)
+                y = self.node("GlobalAveragePool", [x], y_name, name=op.name)
                 self.qdq(op.output, y, params)
             elif op.kind == "flatten":
-                y = self.node("Flatten", [x], op.name, axis=1)
+                y = self.node("Flatten", [x], y_name, name=op.name, axis=1)
                 self.qdq(op.output, y, params)
             elif op.kind == "relu":
                 y = (
-                    self.node("Relu", [x], op.name)
+                    self.node("Relu", [x], y_name, name=op.name)
                     if op.activation == "relu"
-                    else self.activation(op, x)
+                    else self.activation(op, i, x)
                 )
                 self.qdq(op.output, y, params)
             else:  # pragma: no cover
                 raise ExportError(f"no QDQ pattern for {op.kind}")
-        final = self.read(g.output)
-        self.nodes.append(helper.make_node("Identity", [final], [OUTPUT_NAME], name="output"))
+        # the last DequantizeLinear writes the graph output itself (no Identity node)
+        source, s, z = self.quantized[g.output]
+        q = self.node("QuantizeLinear", [source, s, z], f"q{self.index[g.output]}")
+        self.nodes.append(helper.make_node("DequantizeLinear", [q, s, z], [OUTPUT_NAME]))
         shape = ["batch", *g.input_shape]
         graph = helper.make_graph(
             self.nodes,

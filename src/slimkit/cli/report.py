@@ -1,0 +1,38 @@
+"""``slimkit report RUN``: re-render a run's report (Markdown, HTML, plots) from its JSON."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+
+from slimkit.cli.app import app, console
+from slimkit.cli.display import make_table
+from slimkit.report import Report, frontier_table, load_report, status_line, write_report
+
+
+def print_report(report: Report) -> None:
+    """Print the run status and a table of the baseline and the frontier candidates."""
+    header, rows = frontier_table(report)
+    style = "green" if report.complete else "bold red"
+    console.print(f"[{style}]{escape(status_line(report))}[/]")
+    safe_rows = [[escape(cell) for cell in row] for row in rows]
+    title = (
+        f"{report.name}: baseline and Pareto front ({report.runtime}, batch {report.batch_size})"
+    )
+    console.print(make_table(header, safe_rows, title=escape(title)))
+
+
+@app.command("report")
+def report_command(
+    run: Path = typer.Argument(..., help="A run folder (runs/NAME) holding report.json."),
+) -> None:
+    """Re-render a run's report.md, report.html and plots from its report.json."""
+    report = load_report(run)
+    paths = write_report(report, run if run.suffix != ".json" else run.parent)
+    print_report(report)
+    for name in ("report.html", "report.md", "report.json"):
+        console.print(f"{name.split('.')[1]}: {escape(str(paths[name]))}")
+    plots = ", ".join(escape(str(p)) for n, p in paths.items() if n.endswith((".png", ".svg")))
+    console.print(f"plots: {plots}")

@@ -1,0 +1,163 @@
+"""``slimkit search run FILE``, ``slimkit search show RUN`` and ``slimkit worker``.
+
+``search run`` starts or resumes a search (``--workers N`` local processes); ``worker`` joins a
+study from another machine (``--storage postgresql://...``); ``search show`` lists the trials and
+the Pareto front of a run folder or a study.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import optuna
+import typer
+from optuna.trial import TrialState
+
+from slimkit.cli.app import app, console
+from slimkit.cli.display import make_table, progress_bar
+from slimkit.report.table import format_bytes
+from slimkit.search import load_settings, run_search, search_front, work
+from slimkit.search.run import ATTR_CANDIDATE, ATTR_METRICS, ATTR_PLAN, SearchSettings
+from slimkit.search.spec import settings_from_file
+from slimkit.search.study import ATTR_ERROR, create_or_load_study, open_storage
+
+search_app = typer.Typer(
+    help="Multi-objective search (Optuna): run, resume, show.", no_args_is_help=True
+)
+app.add_typer(search_app, name="search")
+
+STORAGE_HELP = (
+    "Study storage: a SQLAlchemy URL (postgresql://user@host/db); "
+    "default: the run folder's journal file."
+)
+
+
+def _quiet_optuna() -> None:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def run_with_progress(settings: SearchSettings, storage: str | None, workers: int) -> optuna.Study:
+    """Run a search with one bar of finished trials (ETA) and a status line per stage."""
+    with progress_bar() as progress:
+        task = progress.add_task("trials", total=settings.trials, info="")
+
+        def on_event(kind: str, counts: Mapping[str, int]) -> None:
+            progress.update(
+                task,
+                completed=counts["finished"],
+                info=f"{counts['running']} running, {counts['failed']} failed",
+            )
+
+        def say(message: str) -> None:
+            progress.update(task, info=message)
+
+        study = run_search(settings, storage=storage, workers=workers, say=say, on_event=on_event)
+        progress.update(task, completed=settings.trials)
+    return study
+
+
+@search_app.command("run")
+def search_run(
+    file: Path = typer.Argument(..., help="Search YAML (space, objectives, constraints, target)."),
+    out: Path = typer.Option(Path("runs/search"), help="Run folder (study journal, trial files)."),
+    trials: int = typer.Option(None, help="Number of finished trials (overrides the file)."),
+    workers: int = typer.Option(1, help="Local worker processes."),
+    storage: str = typer.Option(None, help=STORAGE_HELP),
+    study: str = typer.Option(None, help="Study name (default: the file's, else 'search')."),
+    sampler: str = typer.Option(None, help="nsga2, tpe or random (overrides the file)."),
+    seed: int = typer.Option(None, help="Sampler seed (overrides the file)."),
+) -> None:
+    """Start a search, or resume it: finished trials are kept, killed ones retried."""
+    _quiet_optuna()
+    settings = settings_from_file(
+        file, out_dir=str(out), trials=trials, study=study, sampler=sampler, seed=seed
+    )
+    started = time.perf_counter()
+    result = run_with_progress(settings, storage, workers)
+    console.print(f"search finished in {time.perf_counter() - started:.0f} s")
+    show_study(result)
+    console.print(f"run folder: {out}  (study.journal, trials/, front/)")
+
+
+@search_app.command("show")
+def search_show(
+    run: Path = typer.Argument(Path("runs/search"), help="Run folder of the search."),
+    storage: str = typer.Option(None, help=STORAGE_HELP),
+    study: str = typer.Option("search", help="Study name."),
+    all_trials: bool = typer.Option(False, "--all", help="List every trial, not only the front."),
+) -> None:
+    """List the Pareto front (or every trial) of a search."""
+    _quiet_optuna()
+    backend = open_storage(storage, run) if storage else _existing_journal(run)
+    show_study(create_or_load_study(study, backend, [], None), all_trials=all_trials)
+
+
+def _existing_journal(run: Path) -> Any:
+    if not (run / "study.journal").is_file():
+        raise typer.BadParameter(f"{run} has no study.journal; pass the run folder or --storage")
+    return open_storage(None, run)
+
+
+@app.command("worker")
+def worker_command(
+    study: str = typer.Option(..., help="Study name to join."),
+    storage: str = typer.Option(..., help="Shared storage URL (e.g. postgresql://...)."),
+    out: Path = typer.Option(None, help="Where this machine writes trial files."),
+) -> None:
+    """Join a search from another machine (or process): run trials until its budget is done."""
+    _quiet_optuna()
+    backend = open_storage(storage, None)
+    settings = load_settings(
+        create_or_load_study(study, backend, [], None), str(out) if out else None
+    )
+    done = work(settings, storage)
+    console.print(f"worker finished: {done} trial(s) run here")
+
+
+def _cell(value: Any, fmt: str = "{:.4f}") -> str:
+    return "—" if value is None else fmt.format(value)
+
+
+def show_study(study: optuna.Study, *, all_trials: bool = False) -> None:
+    """Print the front (or all trials) as a table."""
+    front = {t.number for t in search_front(study)}
+    trials = study.get_trials(deepcopy=False)
+    rows = []
+    for t in trials:
+        if not all_trials and t.number not in front:
+            continue
+        metrics = t.user_attrs.get(ATTR_METRICS) or {}
+        candidate = t.user_attrs.get(ATTR_CANDIDATE) or {}
+        plan = t.user_attrs.get(ATTR_PLAN) or {}
+        label = candidate.get("name") or ""
+        from slimkit.search.space import TrialPlan
+
+        what = TrialPlan.from_dict(plan).describe() if plan else ""
+        rows.append(
+            [
+                str(t.number),
+                t.state.name.lower() + (" ★" if t.number in front else ""),
+                what or label,
+                _cell(metrics.get("accuracy")),
+                _cell(metrics.get("test_accuracy")),
+                _cell(metrics.get("latency"), "{:.3f}"),
+                format_bytes(metrics["size"]) if metrics.get("size") else "—",
+                (t.user_attrs.get(ATTR_ERROR) or t.user_attrs.get("slimkit.stopped") or "")[:60],
+            ]
+        )
+    counts = {s.name.lower(): sum(t.state == s for t in trials) for s in TrialState}
+    title = (
+        f"study {study.study_name}: "
+        + ", ".join(f"{v} {k}" for k, v in counts.items() if v)
+        + f"; front: {len(front)} (★)"
+    )
+    console.print(
+        make_table(
+            ["trial", "state", "candidate", "val acc", "test acc", "p50 ms", "size", "note"],
+            rows,
+            title=title,
+        )
+    )

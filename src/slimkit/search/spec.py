@@ -1,0 +1,94 @@
+"""Search files: one YAML document → :class:`SearchSettings` (safe loader, every key checked).
+
+::
+
+    data: digits                      # or mnist:PATH, fashion-mnist:PATH, idx:PATH
+    teacher: runs/base/lenet5.safetensors   # needed when the space can distil
+    target: {runtime: onnxruntime, batch_size: 64, threads: 1}
+    objectives: [accuracy, latency]   # or {mnasnet: {target_ms: 1.0}}
+    constraints: ["size <= 100KB"]
+    trials: 40
+    sampler: nsga2                    # nsga2 | tpe | random
+    pruner: auto          # auto | median | successive_halving | hyperband | pareto | none
+    seed: 0
+    space: {model: ..., train: ..., techniques: [...]}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from slimkit.data import DataConfig
+from slimkit.data.dataset import parse_data_spec
+from slimkit.errors import ConfigError
+from slimkit.search.run import SearchSettings
+
+SEARCH_KEYS = (
+    "data",
+    "teacher",
+    "target",
+    "objectives",
+    "constraints",
+    "trials",
+    "sampler",
+    "pruner",
+    "seed",
+    "space",
+    "study",
+)
+
+
+def read_yaml(path: str | Path) -> Any:
+    """A YAML file's content, or one ConfigError line naming the file and the YAML problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path} does not exist")
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ConfigError(f"{path} is not valid YAML{where}: {problem}") from error
+
+
+def data_dict(spec: Any) -> dict[str, Any]:
+    """A data spec string (``digits``, ``mnist:PATH``) or mapping → DataConfig dict."""
+    if isinstance(spec, str):
+        return parse_data_spec(spec).to_dict()
+    if isinstance(spec, Mapping):
+        return DataConfig.from_dict(spec).to_dict()
+    raise ConfigError(f"data: expected 'digits', 'mnist:PATH', ... or a mapping; got {spec!r}")
+
+
+def settings_from_dict(
+    document: Mapping[str, Any], *, out_dir: str, where: str = "search", **overrides: Any
+) -> SearchSettings:
+    """Check a search document's keys and build its settings (``overrides`` win when not None)."""
+    if not isinstance(document, Mapping):
+        raise ConfigError(f"{where}: expected a mapping with keys {', '.join(SEARCH_KEYS)}")
+    unknown = sorted(set(document) - set(SEARCH_KEYS))
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(SEARCH_KEYS)}"
+        )
+    body: dict[str, Any] = {k: v for k, v in document.items() if v is not None}
+    body.update({k: v for k, v in overrides.items() if v is not None})
+    if "space" not in body:
+        raise ConfigError(f"{where}: a 'space:' (model/train/techniques) is required")
+    body["data"] = data_dict(body.get("data", "digits"))
+    body["target"] = dict(body.get("target") or {})
+    body["out_dir"] = str(out_dir)
+    try:
+        return SearchSettings(**body)
+    except TypeError as error:
+        raise ConfigError(f"{where}: {error}") from error
+
+
+def settings_from_file(path: str | Path, *, out_dir: str, **overrides: Any) -> SearchSettings:
+    """Read a search YAML file (see the module docstring)."""
+    return settings_from_dict(read_yaml(path), out_dir=out_dir, where=str(path), **overrides)

@@ -3,10 +3,10 @@
 from slimkit.cli import (  # noqa: F401  (each module registers its commands)
     bench,
     compress,
-    demo,
     export,
     measure,
     models,
+    optimize,
     prune,
     report,
     search,

@@ -135,9 +135,8 @@ def _distillation_config(
             "seed",
         )
     }
-    body = {"technique": DISTILLATION, **shared, **(plan.distillation or {})}
-    config = config_from_dict(body)
-    return dataclasses.replace(config, teacher=teacher)
+    body = {"technique": DISTILLATION, **shared, **(plan.distillation or {}), "teacher": teacher}
+    return config_from_dict(body)
 
 
 def layer_details(model: nn.Module, *, bits: int) -> list[dict[str, Any]]:
@@ -231,8 +230,8 @@ def evaluate_plan(
     for entry in plan.techniques:
         tell(f"{name}: {entry['technique']}")
         model = compress(model, [_technique_config(entry, seed)], data=data)
-        if _is_float_module(model):
-            float_model = model
+        if _is_float_module(model) and count_costs(model, data.input_shape).macs > 0:
+            float_model = model  # an int8 graph keeps its float layers' costs
     quantized = model is not float_model
     fmt = RUNTIME_FORMATS[target.runtime]
     tell(f"{name}: exporting for {target.runtime}")

@@ -109,7 +109,6 @@ def make_sampler(settings: SearchSettings, worker_index: int) -> optuna.samplers
             seed=seed,
             n_startup_trials=max(4, min(10, settings.trials // 4)),
             multivariate=True,
-            group=True,
         )
     # a population of a fifth of the budget (at least 4) gives NSGA-II generations to evolve
     return optuna.samplers.NSGAIISampler(
@@ -269,6 +268,8 @@ def work(
 def _child_worker(settings: dict[str, Any], storage: str | None, index: int, threads: int) -> None:
     torch.set_num_threads(threads)
     logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # torchvision-missing noise
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     work(SearchSettings.from_dict(settings), storage, worker_index=index)
 
 
@@ -287,7 +288,7 @@ def run_search(
     if not isinstance(workers, int) or workers < 1:
         raise ConfigError(f"workers must be an int >= 1; got {workers!r}")
     study = open_search(settings, storage)
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = max(1, len(os.sched_getaffinity(0)) // workers)
     context = multiprocessing.get_context("spawn")
     children = [
         context.Process(
@@ -298,8 +299,7 @@ def run_search(
     for child in children:
         child.start()
     try:
-        if workers > 1:
-            torch.set_num_threads(threads)
+        torch.set_num_threads(threads)
         work(settings, storage, worker_index=0, say=say, on_event=on_event)
     finally:
         for child in children:

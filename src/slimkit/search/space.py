@@ -5,7 +5,7 @@ A space has three parts (every part optional)::
     model:                     # alternatives: zoo model name → its argument space
       lenet5: {}
       mobilenet_v1_small:
-        width_mult: {choice: [0.25, 0.5, 1.0]}
+        width_multiplier: {choice: [0.25, 0.5, 1.0]}
     train:                     # TrainConfig options (nested groups allowed: augment: {...})
       epochs: 5
       lr: {float: [3.0e-4, 1.0e-2], log: true}
@@ -249,7 +249,7 @@ class TrialPlan:
         return cls(**dict(data))
 
     def describe(self) -> str:
-        """A short label, e.g. ``mobilenet_v1_small(width_mult=0.5) + static_int8``."""
+        """A short label, e.g. ``mobilenet_v1_small(width_multiplier=0.5) + static_int8``."""
         args = ", ".join(f"{k}={v}" for k, v in self.model_kwargs.items())
         parts = [f"{self.model}({args})" if args else self.model]
         if self.distillation is not None:

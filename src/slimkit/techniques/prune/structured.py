@@ -310,6 +310,11 @@ def _apply_channel_pruning(
         scope=config.scope,
         round_to=config.round_to,
         data=context.data,
+        input_shape=(
+            context.data.input_shape
+            if context.data is not None and getattr(model, "slimkit_spec", None) is None
+            else None
+        ),
     )
     spec = getattr(model, "slimkit_spec", None)
     if spec is not None:

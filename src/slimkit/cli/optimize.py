@@ -1,0 +1,84 @@
+"""``slimkit optimize RECIPE`` and ``slimkit demo``: the main job, from a recipe to a report.
+
+``demo`` runs the digits recipe that ships inside the package (``slimkit/recipes/digits.yaml``,
+also at ``recipes/digits.yaml`` in the repository) on the embedded data.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+
+import optuna
+import typer
+from rich.markup import escape
+
+from slimkit.cli.app import app, console
+from slimkit.cli.display import progress_bar
+from slimkit.cli.report import print_report
+from slimkit.measure import describe_cpu
+from slimkit.optimize import Recipe, optimize
+
+
+def run_recipe(recipe: Recipe, out: Path | None, fresh: bool) -> None:
+    """Run a recipe with one progress bar (units: baseline, candidates, trials) and the table."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    folder = out or Path("runs") / recipe.name
+    if fresh and folder.exists():
+        shutil.rmtree(folder)
+    console.print(f"CPU: {describe_cpu()}")
+    started = time.perf_counter()
+    total = 1 + len(recipe.candidates) + (int(recipe.search["trials"]) if recipe.search else 0)
+    with progress_bar() as progress:
+        task = progress.add_task(recipe.name, total=total, info="")
+        offset = 1 + len(recipe.candidates)
+
+        def say(message: str) -> None:
+            progress.update(task, info=escape(message))
+
+        def advance(stage: str, done: int, _total: int) -> None:
+            progress.update(task, completed=done)
+
+        def on_event(kind: str, counts: Mapping[str, int]) -> None:
+            progress.update(task, completed=offset + counts["finished"])
+
+        try:
+            report = optimize(recipe, out=folder, say=say, advance=advance, on_event=on_event)
+        except KeyboardInterrupt:
+            progress.stop()
+            console.print(
+                f"[bold red]interrupted[/]: finished work is kept in {folder}; "
+                "its report is marked incomplete. Run the same command again to continue."
+            )
+            raise typer.Exit(130) from None
+        progress.update(task, completed=total)
+    print_report(report)
+    console.print(f"finished in {time.perf_counter() - started:.0f} s")
+    console.print(f"report: {escape(str(folder / 'report.html'))}  (and report.md, report.json)")
+
+
+@app.command("optimize")
+def optimize_command(
+    recipe: Path = typer.Argument(..., help="Recipe YAML (see recipes/)."),
+    out: Path = typer.Option(None, help="Run folder (default: runs/NAME)."),
+    fresh: bool = typer.Option(False, "--fresh", help="Delete the run folder and start over."),
+) -> None:
+    """Baseline → candidates → search → export → measure → report, resumable."""
+    run_recipe(Recipe.from_file(recipe), out, fresh)
+
+
+def packaged_recipe(name: str) -> Path:
+    """Path of a recipe shipped inside the package."""
+    return Path(str(resources.files("slimkit") / "recipes" / f"{name}.yaml"))
+
+
+@app.command("demo")
+def demo_command(
+    out: Path = typer.Option(Path("runs/demo"), help="Run folder."),
+    fresh: bool = typer.Option(False, "--fresh", help="Delete the run folder and start over."),
+) -> None:
+    """The main job on the embedded digits data: the digits recipe, end to end."""
+    run_recipe(Recipe.from_file(packaged_recipe("digits")), out, fresh)

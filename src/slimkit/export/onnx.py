@@ -98,6 +98,7 @@ def export_onnx(
         from slimkit.export.onnx_int8_linear import rewrite_linear_layers
 
         proto = rewrite_linear_layers(proto, int8_layers)  # type: ignore[arg-type]
+    strip_exporter_debug_info(proto)
     props = dict(metadata or {})
     spec = getattr(model, "slimkit_spec", None)
     if spec is not None:
@@ -108,3 +109,14 @@ def export_onnx(
     size = path.stat().st_size
     logger.info("exported %s to %s (%d bytes, opset %d)", type(model).__name__, path, size, opset)
     return ExportResult(path=path, format="onnx", file_bytes=size)
+
+
+def strip_exporter_debug_info(proto: Any) -> None:
+    """Drop what torch's exporter records for debugging only (per-node stack traces, names of the
+    PyTorch modules, doc strings): about 15% of a small CNN's file, none of it used to run it."""
+    for graph in [proto.graph, *(f for f in getattr(proto, "functions", []))]:
+        for node in graph.node:
+            del node.metadata_props[:]
+            node.doc_string = ""
+    del proto.graph.value_info[:]
+    proto.graph.doc_string = ""

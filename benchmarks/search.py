@@ -26,18 +26,13 @@ environment; trial folders go under ``benchmarks/results/search/``, which git ig
 from __future__ import annotations
 
 import argparse
-import contextlib
-import glob
 import logging
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +57,7 @@ from slimkit.search import (
     run_search,
     search_front,
 )
+from slimkit.search.local_postgres import postgres_bin, throwaway_postgres
 from slimkit.search.run import ATTR_METRICS, ATTR_PLAN
 from slimkit.train import TrainConfig, save_checkpoint, train
 
@@ -157,48 +153,6 @@ def lscpu() -> dict[str, str]:
         if sep and key.strip() != "Flags":
             out[key.strip()] = value.strip()
     return out
-
-
-def postgres_bin() -> str | None:
-    """The folder with initdb/pg_ctl (Debian keeps them off PATH), or None."""
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if found:
-        return os.path.dirname(found[-1])
-    initdb = shutil.which("initdb")
-    return os.path.dirname(initdb) if initdb else None
-
-
-@contextlib.contextmanager
-def throwaway_postgres() -> Iterator[str]:
-    """A fresh cluster on a loopback port with database ``slimkit``; stopped and deleted after."""
-    bindir = postgres_bin()
-    assert bindir is not None
-    as_root = os.geteuid() == 0
-    prefix = ["runuser", "-u", "postgres", "--"] if as_root else []
-    folder = tempfile.mkdtemp(prefix="slimkit-bench-pg-")
-    if as_root:
-        shutil.chown(folder, "postgres", "postgres")
-    data = os.path.join(folder, "data")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-
-    def run(*args: str) -> None:
-        subprocess.run([*prefix, *args], check=True, capture_output=True, cwd=folder)
-
-    try:
-        run(f"{bindir}/initdb", "-D", data, "-A", "trust", "-U", "postgres", "--no-sync")
-        options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1"
-        run(f"{bindir}/pg_ctl", "-D", data, "-o", options, "-l", f"{folder}/log", "-w", "start")
-        run(f"{bindir}/createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "slimkit")
-        yield f"postgresql://postgres@127.0.0.1:{port}/slimkit"
-    finally:
-        subprocess.run(
-            [*prefix, f"{bindir}/pg_ctl", "-D", data, "-m", "fast", "-w", "stop"],
-            capture_output=True,
-            cwd=folder,
-        )
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,6 +8,9 @@ line and exits non-zero; ``--debug`` shows the traceback.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 
 class SlimkitError(Exception):
     """Base class of every error slimkit raises on purpose."""
@@ -49,6 +52,19 @@ def check_choice(name: str, value: object, allowed: list[str] | tuple[str, ...])
     """
     if value not in allowed:
         raise ConfigError(f"{name} must be one of {', '.join(map(str, allowed))}; got {value!r}")
+
+
+def check_keys(where: str, mapping: Mapping[str, Any], allowed: Sequence[str]) -> None:
+    """Raise :class:`ConfigError` naming every key of ``mapping`` not in ``allowed``.
+
+    Example:
+        >>> check_keys("recipe", {"name": "x"}, ["name", "data"])
+    """
+    unknown = [str(k) for k in mapping if k not in allowed]
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(allowed)}"
+        )
 
 
 def check_positive(name: str, value: float, *, allow_zero: bool = False) -> None:

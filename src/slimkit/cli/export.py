@@ -14,20 +14,22 @@ from slimkit.cli.display import make_table
 from slimkit.cli.options import resolve_data
 from slimkit.data import load_dataset
 from slimkit.errors import ConfigError, ExportError
-from slimkit.export import EdgeExportResult, export, exporter_info, list_formats
+from slimkit.export import EdgeExportResult, McuExportResult, export, exporter_info, list_formats
 from slimkit.io import write_json_atomic
 from slimkit.measure import compare_logits
 from slimkit.runtime import PyTorchRunner, load_runtime, predict_batches, runtime_info
 from slimkit.train import load_checkpoint
 
 PARITY_ATOL = 1e-4
+CALIBRATION = 256  # training samples an int8 exporter calibrates on
 
 
 @app.command("export")
 def export_command(
     checkpoint: Path = typer.Argument(..., help="A slimkit checkpoint (.safetensors)."),
     runtime: str = typer.Option(
-        "onnxruntime", help="Target runtime: onnxruntime, litert or executorch."
+        "onnxruntime",
+        help="Target runtime: onnxruntime, litert, executorch or tflite-micro (int8, C files).",
     ),
     batch_size: int = typer.Option(
         1, "--batch-size", "-b", help="Fixed batch size of .tflite/.pte files (one per size)."
@@ -56,8 +58,11 @@ def export_command(
         "slimkit.checkpoint": str(checkpoint),
     }
     options: dict[str, Any] = {"metadata": metadata}
-    if "batch_size" in inspect.signature(exporter_info(info.format).function).parameters:
+    parameters = inspect.signature(exporter_info(info.format).function).parameters
+    if "batch_size" in parameters:
         options["batch_size"] = batch_size
+    if "calibration_data" in parameters:  # int8 exporters calibrate on the training split
+        options["calibration_data"] = load_dataset(data_config).train.x.numpy()[:CALIBRATION]
     with console.status(f"exporting to {info.format}"):
         result = export(loaded.model, out, format=info.format, **options)
     summary: dict[str, object] = {
@@ -72,11 +77,22 @@ def export_command(
         with console.status(f"parity check in {runtime}"):
             dataset = load_dataset(data_config)
             x = dataset.test.x.numpy()
-            reference = predict_batches(PyTorchRunner.from_model(loaded.model).run, x)
+            # an exporter may name the runtime to check against on the same file (int8 files)
+            reference_runtime = getattr(result, "parity_reference", None)
+            atol = float(getattr(result, "parity_atol", PARITY_ATOL))
+            min_agreement = float(getattr(result, "parity_min_agreement", 1.0))
+            if reference_runtime is not None:
+                reference = predict_batches(load_runtime(reference_runtime, out).run, x)
+            else:
+                reference = predict_batches(PyTorchRunner.from_model(loaded.model).run, x)
             candidate = predict_batches(load_runtime(runtime, out).run, x)
             check = compare_logits(reference, candidate)
-        summary["parity"] = check.to_dict()
-        ok = check.passes(atol=PARITY_ATOL)
+        summary["parity"] = check.to_dict() | {
+            "reference": reference_runtime or "pytorch",
+            "atol": atol,
+            "min_agreement": min_agreement,
+        }
+        ok = check.passes(atol=atol, min_agreement=min_agreement)
         header += ["max |Δ logit|", "argmax agree", "parity"]
         rows[0] += [
             f"{check.max_abs_diff:.2e}",
@@ -86,10 +102,12 @@ def export_command(
     console.print(make_table(header, rows))
     if isinstance(result, EdgeExportResult) and result.delegation is not None:
         console.print(f"delegation: {result.delegation.summary()}")
+    if isinstance(result, McuExportResult):
+        console.print(result.summary())
     summary_path = write_json_atomic(out.with_name(out.name + ".json"), summary)
     console.print(f"summary: {summary_path}")
     if parity and not ok:
         raise ExportError(
             f"parity check failed for {out}: max |Δ logit| {check.max_abs_diff:.2e} "
-            f"(limit {PARITY_ATOL:.0e}), argmax agreement {100 * check.argmax_agreement:.2f}%"
+            f"(limit {atol:.0e}), argmax agreement {100 * check.argmax_agreement:.2f}%"
         )

@@ -36,7 +36,7 @@ from typing import Any
 
 from torch import nn
 
-from slimkit.errors import ConfigError
+from slimkit.errors import ConfigError, check_keys
 from slimkit.models import list_models
 from slimkit.search.evaluate import Target
 from slimkit.search.objectives import Objectives
@@ -232,12 +232,7 @@ class Recipe:
         if search is not None:
             if not isinstance(search, Mapping):
                 raise ConfigError(f"{at('search')}: expected a mapping")
-            extra = sorted(set(search) - set(SEARCH_KEYS))
-            if extra:
-                raise ConfigError(
-                    f"{at('search')}: unknown key(s) {', '.join(extra)}; allowed: "
-                    f"{', '.join(SEARCH_KEYS)}"
-                )
+            check_keys(at("search"), search, SEARCH_KEYS)
             try:
                 SearchSpace.from_dict(search.get("space"), where="search.space")
             except ConfigError as error:
@@ -261,11 +256,7 @@ def _parse_candidate(item: Any, where: str) -> CandidateSpec:
 
     if not isinstance(item, Mapping) or "name" not in item:
         raise ConfigError(f"{where}: a candidate is {{name: ..., techniques: [...]}}")
-    extra = sorted(set(item) - set(CANDIDATE_KEYS))
-    if extra:
-        raise ConfigError(
-            f"{where}: unknown key(s) {', '.join(extra)}; allowed: {', '.join(CANDIDATE_KEYS)}"
-        )
+    check_keys(where, item, CANDIDATE_KEYS)
     techniques = item.get("techniques") or []
     if not isinstance(techniques, list):
         raise ConfigError(f"{where}.techniques: expected a list of {{technique: NAME, ...}}")

@@ -4,7 +4,13 @@ Importing this package registers the built-in runtimes; a new runtime is a new f
 ``@register_runtime`` class, plus its import below.
 """
 
-from slimkit.runtime import executorch, litert, onnxruntime, pytorch  # noqa: F401  (registration)
+from slimkit.runtime import (  # noqa: F401  (registration)
+    executorch,
+    litert,
+    onnxruntime,
+    pytorch,
+    tflite_micro,
+)
 from slimkit.runtime.base import (
     Runner,
     RuntimeInfo,
@@ -20,6 +26,7 @@ from slimkit.runtime.executorch import ExecuTorchRunner
 from slimkit.runtime.litert import LiteRTRunner
 from slimkit.runtime.onnxruntime import OnnxRuntimeRunner
 from slimkit.runtime.pytorch import PyTorchRunner
+from slimkit.runtime.tflite_micro import TFLiteMicroRunner
 
 __all__ = [
     "DelegationReport",
@@ -29,6 +36,7 @@ __all__ = [
     "PyTorchRunner",
     "Runner",
     "RuntimeInfo",
+    "TFLiteMicroRunner",
     "list_runtimes",
     "load_runtime",
     "predict_batches",

@@ -42,7 +42,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from slimkit.errors import ConfigError
+from slimkit.errors import ConfigError, check_keys
 from slimkit.models import list_models
 from slimkit.models.registry import model_info
 from slimkit.techniques import list_techniques
@@ -271,11 +271,7 @@ class SearchSpace:
     def from_dict(cls, data: Mapping[str, Any] | None, *, where: str = "space") -> SearchSpace:
         """Parse and check a space; every error names the key, the value and what is allowed."""
         data = dict(data or {})
-        unknown = sorted(set(data) - {"model", "train", "techniques"})
-        if unknown:
-            raise ConfigError(
-                f"{where}: unknown key(s) {', '.join(unknown)}; allowed: model, train, techniques"
-            )
+        check_keys(where, data, ("model", "train", "techniques"))
         raw_models = data.get("model") or {"lenet5": {}}
         if isinstance(raw_models, str):
             raw_models = {raw_models: {}}
@@ -359,9 +355,7 @@ def _parse_slot(where: str, raw: Any) -> Slot:
             f"{where}: a slot is {{slot: NAME, choices: {{none: {{}}, TECHNIQUE: {{...}}}}}}; "
             f"got {raw!r}"
         )
-    extra = sorted(set(raw) - {"slot", "choices"})
-    if extra:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(extra)}; allowed: slot, choices")
+    check_keys(where, raw, ("slot", "choices"))
     name = raw["slot"]
     if not isinstance(name, str) or not name or name in ("model", "train") or "." in name:
         raise ConfigError(

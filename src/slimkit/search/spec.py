@@ -24,7 +24,7 @@ import yaml
 
 from slimkit.data import DataConfig
 from slimkit.data.dataset import parse_data_spec
-from slimkit.errors import ConfigError
+from slimkit.errors import ConfigError, check_keys
 from slimkit.search.run import SearchSettings
 
 SEARCH_KEYS = (
@@ -71,11 +71,7 @@ def settings_from_dict(
     """Check a search document's keys and build its settings (``overrides`` win when not None)."""
     if not isinstance(document, Mapping):
         raise ConfigError(f"{where}: expected a mapping with keys {', '.join(SEARCH_KEYS)}")
-    unknown = sorted(set(document) - set(SEARCH_KEYS))
-    if unknown:
-        raise ConfigError(
-            f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(SEARCH_KEYS)}"
-        )
+    check_keys(where, document, SEARCH_KEYS)
     body: dict[str, Any] = {k: v for k, v in document.items() if v is not None}
     body.update({k: v for k, v in overrides.items() if v is not None})
     if "space" not in body:

@@ -14,7 +14,8 @@ the fp32 weights with ≤ 0.2 points of accuracy lost.
 Structured section: see :func:`structured_section`.
 
     python benchmarks/pruning.py [--mnist PATH] [--section unstructured|structured|all]
-                                 [--threads 1] [--reuse] [--out benchmarks/results/pruning.json]
+                                 [--threads 1] [--reuse] [--fine-tune-epochs 2]
+                                 [--out benchmarks/results/pruning.json]
 """
 
 from __future__ import annotations
@@ -221,7 +222,12 @@ def structured_section(args: argparse.Namespace) -> dict[str, Any] | None:
         results_dir / "quantization" / "lenet5-mnist.safetensors",
         results_dir / "quantization" / "mobilenet_v1_small-mnist.safetensors",
     ]
-    results = run(data, results_dir / "pruning_structured", reuse=reuse)
+    results = run(
+        data,
+        results_dir / "pruning_structured",
+        reuse=reuse,
+        fine_tune_epochs=args.fine_tune_epochs,
+    )
     header, rows = structured_table(results)
     print("\nStructured pruning (ONNX Runtime latency: p50 ms per batch, b = batch, t = threads)\n")
     print(markdown_table(header, rows))
@@ -258,6 +264,12 @@ def main() -> int:
         "--out", type=Path, default=ROOT / "benchmarks" / "results" / "pruning.json"
     )
     parser.add_argument("--threads", type=int, default=1, help="PyTorch CPU threads")
+    parser.add_argument(
+        "--fine-tune-epochs",
+        type=int,
+        default=2,
+        help="fine-tuning epochs after channel pruning",
+    )
     parser.add_argument(
         "--reuse", action="store_true", help="reuse the dense checkpoint of an earlier run"
     )

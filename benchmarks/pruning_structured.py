@@ -129,12 +129,15 @@ def structured_section(
     budget: float = 1.5,
     quick: bool = False,
     reuse: list[Path] | None = None,
+    fine_tune_epochs: int = FINE_TUNE.epochs,
 ) -> dict[str, Any]:
     """Run the structured-pruning comparison; returns rows and prints progress."""
     folder.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"rows": [], "coverage": []}
     ratios = (0.5,) if quick else RATIOS
-    fine_tune = TrainConfig(epochs=1, batch_size=128, lr=1e-3, seed=0) if quick else FINE_TUNE
+    epochs = 1 if quick else fine_tune_epochs
+    fine_tune = TrainConfig(epochs=epochs, batch_size=128, lr=1e-3, seed=0)
+    results["fine_tune_epochs"] = epochs
     for name in ("lenet5", "mobilenet_v1_small"):
         dense = _dense(name, data, folder, reuse or [])
         base = _measure(f"{name}-dense", dense, data, folder, budget)

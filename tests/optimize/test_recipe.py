@@ -19,7 +19,8 @@ SHIPPED = sorted((Path(__file__).parents[2] / "recipes").glob("*.yaml"))
 def test_shipped_recipes_are_valid(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.syspath_prepend(str(path.parent.parent / "examples"))
     recipe = Recipe.from_file(path)
-    assert recipe.name and recipe.target.runtime == "onnxruntime"
+    assert recipe.name == path.stem.replace("_", "-")
+    assert recipe.target.runtime in ("onnxruntime", "tflite-micro")
 
 
 def test_unknown_key_names_the_line(tmp_path: Path) -> None:

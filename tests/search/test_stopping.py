@@ -41,3 +41,12 @@ def test_gain_bound_uses_the_best_epoch() -> None:
     bound = rule.gain_bound(1, FINISHED)
     assert bound is not None and abs(bound - 0.15) < 1e-12
     assert rule.gain_bound(5, FINISHED) is None
+
+
+def test_only_trials_with_the_same_post_training_recipe_compare() -> None:
+    rule = ParetoStoppingRule()
+    finished = [FinishedCurve(c.curve, c.macs, c.params, recipe="[]") for c in FINISHED]
+    # the same case that stops above, but this trial prunes after training and they did not
+    pruned = '[{"ratio": 0.5, "technique": "channel_pruning"}]'
+    assert rule.should_stop(1, 0.50, macs=2000, params=200, finished=finished, recipe="[]")
+    assert not rule.should_stop(1, 0.50, macs=2000, params=200, finished=finished, recipe=pruned)

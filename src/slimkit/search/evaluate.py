@@ -79,6 +79,8 @@ class Target:
             raise ConfigError(f"batch_size must be an int >= 1; got {self.batch_size!r}")
         if not isinstance(self.threads, int) or self.threads < 1:
             raise ConfigError(f"threads must be an int >= 1; got {self.threads!r}")
+        if self.runtime == "tflite-micro" and self.batch_size != 1:
+            raise ConfigError("TFLite Micro runs one sample at a time: set target batch_size: 1")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -236,7 +238,17 @@ def evaluate_plan(
     fmt = RUNTIME_FORMATS[target.runtime]
     tell(f"{name}: exporting for {target.runtime}")
     suffix = exporter_info(fmt).suffix
-    exported = export(model, out / f"{name}{suffix}", format=fmt, input_shape=data.input_shape)
+    options: dict[str, Any] = {}
+    if fmt in ("tflite", "pte"):
+        options["batch_size"] = target.batch_size  # edge files have a fixed batch
+    if fmt == "tflite-micro" and not quantized:
+        # microcontrollers run int8: quantized by LiteRT's PT2E quantizer (slimkit's own
+        # scales are not carried into .tflite files yet)
+        options["calibration_data"] = data.train.x[:256].numpy()
+        quantized = True
+    exported = export(
+        model, out / f"{name}{suffix}", format=fmt, input_shape=data.input_shape, **options
+    )
     path = exported.path
     tell(f"{name}: measuring in {target.runtime}")
     with machine_lock():
@@ -268,7 +280,12 @@ def evaluate_plan(
         "flash": None,
         "seconds": time.perf_counter() - started,
     }
-    mcu = _mcu_metrics(path) if target.runtime == "tflite-micro" else {}
+    mcu: dict[str, Any] = {}
+    if target.runtime == "tflite-micro":  # measured by the exporter, in child processes
+        mcu = {
+            "arena": getattr(exported, "arena_bytes", None),
+            "flash": getattr(exported, "flash_bytes", None),
+        }
     metrics.update(mcu)
     techniques = (
         [{"technique": DISTILLATION, **(plan.distillation or {})}]
@@ -298,11 +315,3 @@ def evaluate_plan(
         record=record.to_dict(),
     )
     return candidate, metrics
-
-
-def _mcu_metrics(path: Path) -> dict[str, Any]:
-    """Arena and flash bytes of a TFLite Micro file (measured in a child process)."""
-    from slimkit.measure import mcu
-
-    memory = mcu.mcu_memory(path)
-    return {"arena": memory["arena_bytes"], "flash": memory["flash_bytes"]}

@@ -7,6 +7,7 @@ another machine needs only the storage URL and the study name (``slimkit worker`
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import multiprocessing
@@ -137,6 +138,11 @@ def make_pruner(settings: SearchSettings) -> optuna.pruners.BasePruner | None:
     return None
 
 
+def _recipe_key(plan: Mapping[str, Any]) -> str:
+    """The post-training part of a plan (techniques and options), as comparable text."""
+    return json.dumps(plan.get("techniques") or [], sort_keys=True, default=str)
+
+
 class TrialRunner:
     """The objective function: one trial = sample a plan, evaluate it, store its full record."""
 
@@ -163,8 +169,9 @@ class TrialRunner:
         out = []
         for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
             curve, cost = t.user_attrs.get(ATTR_CURVE), t.user_attrs.get(ATTR_COST)
+            plan = t.user_attrs.get(ATTR_PLAN) or {}
             if curve and cost:
-                out.append(FinishedCurve(curve, cost["macs"], cost["params"]))
+                out.append(FinishedCurve(curve, cost["macs"], cost["params"], _recipe_key(plan)))
         return out
 
     def __call__(self, trial: optuna.Trial) -> list[float]:
@@ -188,7 +195,12 @@ class TrialRunner:
                 if trial.should_prune():
                     raise TrialStopped(f"pruned at epoch {epoch}")
             elif self.rule is not None and self.rule.should_stop(
-                epoch, accuracy, cost.macs, cost.params, self.finished_curves()
+                epoch,
+                accuracy,
+                cost.macs,
+                cost.params,
+                self.finished_curves(),
+                recipe=_recipe_key(plan.to_dict()),
             ):
                 raise TrialStopped(f"dominated at the end, stopped at epoch {epoch}")
 

@@ -7,6 +7,7 @@ The public verbs, one per stage of the flow::
     slimkit.train(model, data, slimkit.TrainConfig(epochs=10))
     slimkit.export(model, "model.onnx")
     record = slimkit.measure("model.onnx", data, runtime="onnxruntime", reference=model)
+    report = slimkit.optimize("recipes/digits.yaml")    # the whole flow from a recipe
 """
 
 from slimkit.data import DataConfig, Dataset, load_dataset, parse_data_spec
@@ -21,6 +22,7 @@ from slimkit.measure import (
     measure,
 )
 from slimkit.models import ModelSpec, create_model, list_models, register_model
+from slimkit.pipeline import Recipe, optimize
 from slimkit.runtime import Runner, list_runtimes, load_runtime, register_runtime
 from slimkit.train import (
     Callback,
@@ -41,6 +43,7 @@ __all__ = [
     "LatencyConfig",
     "MeasureRecord",
     "ModelSpec",
+    "Recipe",
     "Runner",
     "SlimkitError",
     "TrainConfig",
@@ -58,6 +61,7 @@ __all__ = [
     "load_dataset",
     "load_runtime",
     "measure",
+    "optimize",
     "parse_data_spec",
     "register_model",
     "register_runtime",

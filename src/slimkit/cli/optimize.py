@@ -20,7 +20,7 @@ from slimkit.cli.app import app, console
 from slimkit.cli.display import progress_bar
 from slimkit.cli.report import print_report
 from slimkit.measure import describe_cpu
-from slimkit.optimize import Recipe, optimize
+from slimkit.pipeline import Recipe, optimize
 
 
 def run_recipe(recipe: Recipe, out: Path | None, fresh: bool) -> None:

@@ -84,14 +84,20 @@ def convert_or_raise(what: str, model: nn.Module, step: Callable[[], T]) -> T:
 def eval_mode(model: nn.Module) -> contextlib.AbstractContextManager[None]:
     """Put ``model`` in eval mode for the block and restore its training flag after.
 
-    A PT2E graph (``torch.fx.GraphModule`` from ``torch.export``) is left as it is: exported
-    programs refuse ``train()``/``eval()`` and carry no dropout or batch-norm training state.
+    A PT2E graph (``torch.fx.GraphModule`` from ``torch.export``) refuses ``train()``/``eval()``
+    and carries no dropout or batch-norm training state: only its flag is set (converters read it
+    and warn about "training mode" otherwise).
     """
 
     @contextlib.contextmanager
     def manager() -> Iterator[None]:
         if isinstance(model, torch.fx.GraphModule):
-            yield
+            flag = model.training
+            object.__setattr__(model, "training", False)
+            try:
+                yield
+            finally:
+                object.__setattr__(model, "training", flag)
             return
         was_training = model.training
         model.eval()

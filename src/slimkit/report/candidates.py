@@ -110,10 +110,14 @@ class Report:
         return [c for c in self.candidates if c.measured]
 
     def front(self, axis: str = "latency") -> list[str]:
-        """Names on the accuracy-vs-``axis`` front (``"latency"`` p50 or ``"size"`` bytes)."""
+        """Names on the accuracy-vs-``axis`` front (``"latency"`` p50 or ``"size"`` bytes).
+
+        Candidates that break a recipe constraint (``details["feasible"] is False``) are never on
+        a front.
+        """
         if axis not in ("latency", "size"):
             raise ValueError(f"axis must be 'latency' or 'size'; got {axis!r}")
-        rows = self.measured()
+        rows = [c for c in self.measured() if c.details.get("feasible", True) is not False]
         points = [
             (
                 float(c.accuracy or 0.0),

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
+import slimkit
 from slimkit.errors import ConfigError
 from slimkit.io import WriteError
-from slimkit.optimize import optimize
+from slimkit.pipeline import optimize
 from slimkit.report import load_report
 
 pytestmark = pytest.mark.slow
@@ -45,7 +46,7 @@ RECIPE = {
 
 def test_optimize_reports_every_candidate_and_resumes(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    report = optimize(RECIPE, out=out)
+    report = slimkit.optimize(RECIPE, out=out)  # the Python API mirror of `slimkit optimize`
     assert report.complete
     names = [c.name for c in report.candidates]
     assert names[:4] == ["baseline", "int8", "pruned", "distilled mlp"]

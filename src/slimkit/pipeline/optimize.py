@@ -33,7 +33,7 @@ from slimkit.errors import ConfigError
 from slimkit.io import WriteError, write_json_atomic
 from slimkit.measure import environment
 from slimkit.models import create_model
-from slimkit.optimize.recipe import CandidateSpec, Recipe, build_user_model
+from slimkit.pipeline.recipe import CandidateSpec, Recipe, build_user_model
 from slimkit.report import Report, write_report
 from slimkit.report.candidates import Candidate
 from slimkit.search import SearchSettings, run_search
@@ -159,7 +159,9 @@ def _run_candidate(
         )
         trained = None
     else:
-        plan = TrialPlan(_baseline_name(recipe), {}, dict(recipe.train), None, rest)
+        plan = TrialPlan(
+            _baseline_name(recipe), dict(recipe.model.args), dict(recipe.train), None, rest
+        )
         trained = copy.deepcopy(baseline)
     candidate, _ = evaluate_plan(
         plan,
@@ -210,6 +212,29 @@ def _search_candidates(study: Any) -> list[Candidate]:
             candidate.source = "search"
             out.append(candidate)
     return out
+
+
+def mark_feasibility(candidate: Candidate, recipe: Recipe) -> None:
+    """Record in ``details`` whether the candidate meets the recipe's constraints (and which not).
+
+    The constraints are checked on what the report shows: test accuracy, latency p50, file size,
+    MACs, parameters, arena and flash bytes.
+    """
+    if not recipe.objectives.constraints or not candidate.measured:
+        return
+    details = candidate.details
+    metrics = {
+        "accuracy": candidate.accuracy,
+        "latency": candidate.latency_p50_ms,
+        "size": candidate.file_bytes,
+        "macs": candidate.macs,
+        "params": candidate.params,
+        "arena": details.get("arena_bytes"),
+        "flash": details.get("flash_bytes"),
+    }
+    broken = [c.text for c in recipe.objectives.constraints if not c.satisfied(metrics)]
+    details["feasible"] = not broken
+    details["constraints_broken"] = broken
 
 
 def optimize(
@@ -324,6 +349,15 @@ def optimize(
             )
             candidates.extend(_search_candidates(study))
             current["status"] = "done"
+        for candidate in candidates:
+            mark_feasibility(candidate, recipe)
+        if recipe.objectives.constraints:
+            texts = ", ".join(c.text for c in recipe.objectives.constraints)
+            breaking = [c.name for c in candidates if c.details.get("feasible") is False]
+            report.notes.append(
+                f"constraints: {texts}; breaking them (never on a front): "
+                f"{', '.join(breaking) or 'none'}"
+            )
         current = stages[-1]
         report.complete = True
         current["status"] = "done"

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from slimkit.errors import ConfigError
-from slimkit.optimize import Recipe
-from slimkit.optimize.recipe import build_user_model
+from slimkit.pipeline import Recipe
+from slimkit.pipeline.recipe import build_user_model
 
 HERE = Path(__file__).parent
 SHIPPED = sorted((Path(__file__).parents[2] / "recipes").glob("*.yaml"))
@@ -72,3 +72,30 @@ def test_user_model_functions(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ConfigError, match=r"returned str, not a torch\.nn\.Module"):
         build_user_model("user_models:not_a_model", {}, (1, 8, 8), 10)
     sys.modules.pop("user_models", None)
+
+
+def test_candidates_breaking_a_constraint_are_never_on_a_front() -> None:
+    from slimkit.pipeline.optimize import mark_feasibility
+    from slimkit.report import Report
+    from slimkit.report.candidates import Candidate
+
+    recipe = Recipe.from_dict({"name": "t", "constraints": ["ram <= 32KB", "flash <= 64KB"]})
+
+    def mcu(name: str, accuracy: float, arena: int, flash: int) -> Candidate:
+        return Candidate(
+            name,
+            accuracy=accuracy,
+            latency_p50_ms=1.0,
+            file_bytes=flash - 20000,
+            details={"arena_bytes": arena, "flash_bytes": flash},
+        )
+
+    big = mcu("baseline", 0.99, 8000, 74000)  # the most accurate, but over the flash budget
+    small = mcu("small", 0.98, 7000, 50000)
+    for candidate in (big, small):
+        mark_feasibility(candidate, recipe)
+    assert big.details["feasible"] is False
+    assert big.details["constraints_broken"] == ["flash <= 64KB"]
+    assert small.details["feasible"] is True
+    report = Report("t", {}, "tflite-micro", 1, 1, {}, [big, small])
+    assert report.front("latency") == ["small"] and report.front("size") == ["small"]

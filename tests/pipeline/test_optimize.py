@@ -97,3 +97,27 @@ def test_interrupt_leaves_an_incomplete_report_and_a_rerun_finishes(tmp_path: Pa
     assert (out / "candidates" / "baseline.json").stat().st_mtime_ns == baseline_stamp
     final = load_report(out)
     assert final.complete and [c.name for c in final.candidates] == ["baseline", "int8", "pruned"]
+
+
+def test_sigkill_mid_run_then_rerun_redoes_nothing_finished(tmp_path: Path) -> None:
+    recipe = {k: v for k, v in RECIPE.items() if k != "search"}
+    recipe["candidates"] = RECIPE["candidates"][:2]
+    path = tmp_path / "recipe.json"
+    path.write_text(json.dumps(recipe))
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "slimkit", "optimize", str(path), "--out", str(out)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out / "candidates" / "int8.json").is_file():
+        time.sleep(0.05)
+    assert (out / "candidates" / "int8.json").is_file()
+    process.kill()  # SIGKILL: no handler runs, the report is whatever the last stage wrote
+    process.wait()
+    stamps = {p.name: p.stat().st_mtime_ns for p in (out / "candidates").iterdir()}
+    assert {"baseline.json", "int8.json"} <= set(stamps)
+    rerun = subprocess.run(command, capture_output=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr.decode()[-2000:]
+    for name, stamp in stamps.items():  # finished work is reused, not redone
+        assert (out / "candidates" / name).stat().st_mtime_ns == stamp
+    final = load_report(out)
+    assert final.complete and [c.name for c in final.candidates] == ["baseline", "int8", "pruned"]

@@ -21,6 +21,7 @@ from slimkit.cli.display import make_table, progress_bar
 from slimkit.report.table import format_bytes
 from slimkit.search import load_settings, run_search, search_front, work
 from slimkit.search.run import ATTR_CANDIDATE, ATTR_METRICS, ATTR_PLAN, SearchSettings
+from slimkit.search.space import TrialPlan
 from slimkit.search.spec import settings_from_file
 from slimkit.search.study import ATTR_ERROR, create_or_load_study, open_storage
 
@@ -133,8 +134,6 @@ def show_study(study: optuna.Study, *, all_trials: bool = False) -> None:
         candidate = t.user_attrs.get(ATTR_CANDIDATE) or {}
         plan = t.user_attrs.get(ATTR_PLAN) or {}
         label = candidate.get("name") or ""
-        from slimkit.search.space import TrialPlan
-
         what = TrialPlan.from_dict(plan).describe() if plan else ""
         rows.append(
             [

@@ -57,6 +57,7 @@ from slimkit.search import (
     run_search,
     search_front,
 )
+from slimkit.search import default_space as slimkit_default_space
 from slimkit.search.local_postgres import postgres_bin, throwaway_postgres
 from slimkit.search.run import ATTR_METRICS, ATTR_PLAN
 from slimkit.train import TrainConfig, save_checkpoint, train
@@ -96,46 +97,12 @@ QUICK = {
 
 
 def default_space(epochs: int | None) -> dict[str, Any]:
-    """The benchmark's space: three model families, lr/epochs, distil → prune → quantize."""
-    return {
-        "model": {
-            "lenet5": {"channels": {"choice": [[4, 8], [6, 16], [8, 24]]}},
-            "mlp": {"hidden": {"choice": [[64], [128], [256, 128]]}},
-            "mobilenet_v1_small": {"width_multiplier": {"choice": [0.25, 0.5, 1.0]}},
-        },
-        "train": {
-            # up to 12 epochs: a model needs about that to reach 99% on MNIST
-            "epochs": epochs if epochs is not None else {"int": [4, 12], "step": 4},
-            "lr": {"float": [1.0e-3, 1.0e-2], "log": True},
-            "batch_size": 128,
-        },
-        "techniques": [
-            {
-                "slot": "distill",
-                "choices": {
-                    "none": {},
-                    "distillation": {
-                        "temperature": {"choice": [2.0, 4.0, 8.0]},
-                        "alpha": {"float": [0.5, 0.95]},
-                    },
-                },
-            },
-            {
-                "slot": "prune",
-                "choices": {
-                    "none": {},
-                    "channel_pruning": {"ratio": {"float": [0.2, 0.6]}, "epochs": 1},
-                },
-            },
-            {
-                "slot": "quantize",
-                "choices": {
-                    "none": {},
-                    "static_int8": {"calibration": {"choice": ["minmax", "percentile", "mse"]}},
-                },
-            },
-        ],
-    }
+    """slimkit's default space (three model families, lr/epochs, distil → prune → quantize),
+    with the epochs fixed when ``epochs`` is given (the quick run)."""
+    space = slimkit_default_space()
+    if epochs is not None:
+        space["train"]["epochs"] = epochs
+    return space
 
 
 # ---------------------------------------------------------------------------------------------

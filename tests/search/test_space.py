@@ -112,3 +112,14 @@ def test_fingerprint_is_stable_and_sees_changes() -> None:
     changed = {**DISTIL_SPACE, "train": {"epochs": 4}}
     assert SearchSpace.from_dict(changed).fingerprint() != a.fingerprint()
     assert a.uses_distillation
+
+
+def test_the_default_space_works_out_of_the_box() -> None:
+    from slimkit.search import default_space
+
+    with_teacher = SearchSpace.from_dict(default_space())
+    without = SearchSpace.from_dict(default_space(distill=False))
+    assert with_teacher.uses_distillation and not without.uses_distillation
+    trials = _sample_many(without, 20)
+    assert {t.params["model"] for t in trials} == {"lenet5", "mlp", "mobilenet_v1_small"}
+    assert all(t.user_attrs["plan"]["train"]["epochs"] in (4, 8, 12) for t in trials)

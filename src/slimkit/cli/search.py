@@ -102,6 +102,17 @@ def _existing_journal(run: Path) -> Any:
     return open_storage(None, run)
 
 
+@search_app.command("default-space")
+def search_default_space() -> None:
+    """Print the default search space (used when a search or recipe gives none) as YAML."""
+    import yaml
+
+    from slimkit.search import default_space
+
+    text = yaml.safe_dump({"space": default_space()}, sort_keys=False, default_flow_style=None)
+    console.print(text, markup=False, highlight=False)
+
+
 @app.command("worker")
 def worker_command(
     study: str = typer.Option(..., help="Study name to join."),

@@ -39,7 +39,7 @@ from slimkit.report.candidates import Candidate
 from slimkit.search import SearchSettings, run_search
 from slimkit.search.evaluate import evaluate_plan
 from slimkit.search.run import ATTR_CANDIDATE
-from slimkit.search.space import DISTILLATION, TrialPlan
+from slimkit.search.space import DISTILLATION, TrialPlan, default_space
 from slimkit.train import TrainConfig, load_checkpoint, save_checkpoint, train
 
 logger = logging.getLogger(__name__)
@@ -187,7 +187,7 @@ def _search_settings(recipe: Recipe, folder: RunFolder) -> SearchSettings:
     elif recipe.model.zoo:
         teacher = str(folder.path / "baseline.safetensors")
     return SearchSettings(
-        space=search.get("space") or {},
+        space=search.get("space") or default_space(distill=teacher is not None),
         objectives=recipe.source.get("objectives") or ["accuracy", "latency"],
         constraints=list(recipe.source.get("constraints") or []),
         target=recipe.target.to_dict(),

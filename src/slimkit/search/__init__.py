@@ -19,7 +19,7 @@ from slimkit.search.run import (
     search_front,
     work,
 )
-from slimkit.search.space import SearchSpace, TrialPlan
+from slimkit.search.space import SearchSpace, TrialPlan, default_space
 from slimkit.search.stopping import FinishedCurve, ParetoStoppingRule
 from slimkit.search.study import StorageError, WorkerLimits, open_storage, sweep_stale
 
@@ -36,6 +36,7 @@ __all__ = [
     "TrialRunner",
     "TrialStopped",
     "WorkerLimits",
+    "default_space",
     "evaluate_plan",
     "feasible_trials",
     "load_settings",

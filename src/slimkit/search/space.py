@@ -381,3 +381,56 @@ def _parse_slot(where: str, raw: Any) -> Slot:
             allowed.pop(injected, None)
         choices[technique] = parse_options(f"{where}.choices.{technique}", options, allowed)
     return Slot(name, choices)
+
+
+def default_space(*, distill: bool = True) -> dict[str, Any]:
+    """The space a search uses when none is given: image classification (digits, MNIST-like).
+
+    Three model families with their widths (LeNet-5, an MLP, the MobileNet-v1-style CNN), the
+    learning rate and epochs, then the recipe: distillation from the search's teacher (when
+    ``distill``), channel pruning, static int8. It is data like any space: print it with
+    ``slimkit search default-space`` and edit a copy.
+    """
+    techniques: list[dict[str, Any]] = []
+    if distill:
+        techniques.append(
+            {
+                "slot": "distill",
+                "choices": {
+                    "none": {},
+                    DISTILLATION: {
+                        "temperature": {"choice": [2.0, 4.0, 8.0]},
+                        "alpha": {"float": [0.5, 0.95]},
+                    },
+                },
+            }
+        )
+    techniques += [
+        {
+            "slot": "prune",
+            "choices": {
+                "none": {},
+                "channel_pruning": {"ratio": {"float": [0.2, 0.6]}, "epochs": 1},
+            },
+        },
+        {
+            "slot": "quantize",
+            "choices": {
+                "none": {},
+                "static_int8": {"calibration": {"choice": ["minmax", "percentile", "mse"]}},
+            },
+        },
+    ]
+    return {
+        "model": {
+            "lenet5": {"channels": {"choice": [[4, 8], [6, 16], [8, 24]]}},
+            "mlp": {"hidden": {"choice": [[64], [128], [256, 128]]}},
+            "mobilenet_v1_small": {"width_multiplier": {"choice": [0.25, 0.5, 1.0]}},
+        },
+        "train": {
+            "epochs": {"int": [4, 12], "step": 4},
+            "lr": {"float": [1.0e-3, 1.0e-2], "log": True},
+            "batch_size": 128,
+        },
+        "techniques": techniques,
+    }

@@ -11,7 +11,7 @@
     sampler: nsga2                    # nsga2 | tpe | random
     pruner: auto          # auto | median | successive_halving | hyperband | pareto | none
     seed: 0
-    space: {model: ..., train: ..., techniques: [...]}
+    space: {model: ..., train: ..., techniques: [...]}   # default: search.space.default_space()
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from slimkit.data import DataConfig
 from slimkit.data.dataset import parse_data_spec
 from slimkit.errors import ConfigError, check_keys
 from slimkit.search.run import SearchSettings
+from slimkit.search.space import default_space
 
 SEARCH_KEYS = (
     "data",
@@ -74,8 +75,8 @@ def settings_from_dict(
     check_keys(where, document, SEARCH_KEYS)
     body: dict[str, Any] = {k: v for k, v in document.items() if v is not None}
     body.update({k: v for k, v in overrides.items() if v is not None})
-    if "space" not in body:
-        raise ConfigError(f"{where}: a 'space:' (model/train/techniques) is required")
+    if "space" not in body:  # the default space; distillation only when a teacher is given
+        body["space"] = default_space(distill=body.get("teacher") is not None)
     body["data"] = data_dict(body.get("data", "digits"))
     body["target"] = dict(body.get("target") or {})
     body["out_dir"] = str(out_dir)

@@ -1,7 +1,9 @@
-"""Shared fixtures: the real digits data, a small trained model, and where MNIST lies."""
+"""Shared fixtures: the real digits data, a small trained model, where MNIST lies, and a way to
+give batch norms trained-looking statistics."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -41,3 +43,23 @@ def mnist_dir() -> Path:
     if not (MNIST_DIR / "train-images-idx3-ubyte.gz").is_file():
         pytest.skip(f"MNIST files not found in {MNIST_DIR}")
     return MNIST_DIR
+
+
+def _randomize_batch_norms(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Give every batch norm non-trivial statistics (as training would), so that folding and
+    folded biases are really exercised."""
+    generator = torch.Generator().manual_seed(seed)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            n = module.num_features
+            module.running_mean.copy_(torch.randn(n, generator=generator) * 0.2)  # type: ignore[union-attr]
+            module.running_var.copy_(torch.rand(n, generator=generator) + 0.5)  # type: ignore[union-attr]
+            module.weight.data.copy_(torch.rand(n, generator=generator) + 0.5)
+            module.bias.data.copy_(torch.randn(n, generator=generator) * 0.1)
+    return model
+
+
+@pytest.fixture(scope="session")
+def randomize_batch_norms() -> Callable[..., torch.nn.Module]:
+    """``randomize_batch_norms(model, seed=0)``: batch norms with trained-looking statistics."""
+    return _randomize_batch_norms

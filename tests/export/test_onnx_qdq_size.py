@@ -12,11 +12,11 @@ constants are stored once, which would flatter the int8 file).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
 
 from slimkit.export import export
 from slimkit.export.onnx_qdq import optimized_op_types
@@ -24,24 +24,14 @@ from slimkit.models import create_model
 from slimkit.techniques.quantize import quantize_static
 
 
-def _like_trained(model: nn.Module) -> nn.Module:
-    generator = torch.Generator().manual_seed(0)
-    for module in model.modules():
-        if isinstance(module, nn.BatchNorm2d):
-            n = module.num_features
-            module.running_mean.copy_(torch.randn(n, generator=generator) * 0.2)  # type: ignore[union-attr]
-            module.running_var.copy_(torch.rand(n, generator=generator) + 0.5)  # type: ignore[union-attr]
-            module.weight.data.copy_(torch.rand(n, generator=generator) + 0.5)
-            module.bias.data.copy_(torch.randn(n, generator=generator) * 0.1)
-    return model.eval()
-
-
 @pytest.mark.parametrize(
     ("name", "kernels", "floor"), [("mobilenet_v1_small", 9, 3.3), ("lenet5", 2, 3.5)]
 )
-def test_int8_onnx_is_smaller(name: str, kernels: int, floor: float, tmp_path: Path) -> None:
+def test_int8_onnx_is_smaller(
+    name: str, kernels: int, floor: float, tmp_path: Path, randomize_batch_norms: Callable
+) -> None:
     torch.manual_seed(0)
-    model = _like_trained(create_model(name, input_shape=(1, 28, 28)))
+    model = randomize_batch_norms(create_model(name, input_shape=(1, 28, 28))).eval()
     qmodel = quantize_static(model, torch.rand(32, 1, 28, 28))
     fp32 = export(model, tmp_path / "fp32.onnx").file_bytes
     result = export(qmodel, tmp_path / "int8.onnx")

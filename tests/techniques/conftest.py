@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import torch
 from torch import nn
@@ -35,21 +37,8 @@ class ResidualNet(nn.Module):
         return self.head(x)
 
 
-def randomize_batch_norms(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Give every batch norm non-trivial statistics so folding is really tested."""
-    generator = torch.Generator().manual_seed(seed)
-    for module in model.modules():
-        if isinstance(module, nn.BatchNorm2d):
-            n = module.num_features
-            module.running_mean.copy_(torch.randn(n, generator=generator) * 0.2)  # type: ignore[union-attr]
-            module.running_var.copy_(torch.rand(n, generator=generator) + 0.5)  # type: ignore[union-attr]
-            module.weight.data.copy_(torch.rand(n, generator=generator) + 0.5)
-            module.bias.data.copy_(torch.randn(n, generator=generator) * 0.1)
-    return model
-
-
 @pytest.fixture
-def residual_net() -> nn.Module:
+def residual_net(randomize_batch_norms: Callable[..., nn.Module]) -> nn.Module:
     """A ResidualNet with seeded weights and non-trivial batch-norm statistics, in eval mode."""
     torch.manual_seed(0)
     return randomize_batch_norms(ResidualNet()).eval()

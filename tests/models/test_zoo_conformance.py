@@ -98,3 +98,44 @@ def test_model_exports_with_parity(
     expected = model(torch.from_numpy(batch)).detach().numpy()
     assert expected.shape == (3, 5)
     np.testing.assert_allclose(runner.run(batch), expected, atol=1e-4, rtol=1e-4)
+
+
+# Which compression techniques take each zoo model today. A technique that cannot take a model
+# must say so in one ConfigError naming the layer; tracked in issue 6 ("quantizes and prunes like
+# any other"): static int8 and channel pruning of attention and channel-shuffle layers.
+NOT_YET: dict[str, set[str]] = {
+    "shufflenet_small": {"static_int8", "channel_pruning"},
+    "vit_small": {"static_int8", "channel_pruning"},
+    "sequence_transformer": {"static_int8", "channel_pruning"},
+}
+
+
+@pytest.mark.parametrize(
+    "technique", ["static_int8", "dynamic_int8", "magnitude_pruning", "channel_pruning"]
+)
+@pytest.mark.parametrize(("name", "shape", "kwargs"), REGISTERED)
+def test_model_is_accepted_by_compression(
+    name: str, shape: tuple[int, int, int], kwargs: dict[str, Any], technique: str
+) -> None:
+    from slimkit.errors import ConfigError
+    from slimkit.techniques import compress, config_from_dict
+
+    if name in COUNTING_ONLY:
+        pytest.skip("224x224 counting model (its small twin is tested)")
+    torch.manual_seed(0)
+    model = create_model(name, input_shape=shape, **kwargs).eval()
+    x = torch.rand(8, *shape)
+    options = {
+        "magnitude_pruning": {"sparsity": 0.5, "epochs": 0},
+        "channel_pruning": {"ratio": 0.5, "epochs": 0},
+    }.get(technique, {})
+    config = config_from_dict({"technique": technique, **options})
+    if technique in NOT_YET.get(name, set()):
+        with pytest.raises(ConfigError, match=r"layer '[^']+'"):
+            compress(model, [config], calibration_data=x)
+        return
+    compressed = compress(model, [config], calibration_data=x)
+    logits = compressed(x)
+    assert logits.shape == (8, 10) and torch.isfinite(logits).all()
+    if technique == "channel_pruning":
+        assert count_costs(compressed, shape).macs < count_costs(model, shape).macs

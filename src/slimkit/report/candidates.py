@@ -30,7 +30,7 @@ class Candidate:
         latency_p50_ms, latency_p90_ms: ms per batch at the recipe's batch size and threads.
         file_bytes: size of the exported artifact on disk.
         params, macs: exact counts of the (float) model.
-        artifact: path of the exported file, relative to the run folder.
+        artifact: absolute path of the exported file.
         parity: ``ParityResult.to_dict()`` against the PyTorch model (and the integer reference).
         details: per-layer facts: ``{"layers": [{"name", "sparsity", "bits", "channels"}...]}``.
         record: the full ``MeasureRecord.to_dict()`` (every latency setting, environment).

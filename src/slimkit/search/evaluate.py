@@ -304,7 +304,7 @@ def evaluate_plan(
         file_bytes=record.file_bytes,
         params=cost.params,
         macs=cost.macs,
-        artifact=str(path),
+        artifact=str(path.resolve()),
         parity=record.parity.to_dict() if record.parity else None,
         details={
             "val_accuracy": val_accuracy,

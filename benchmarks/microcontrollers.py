@@ -31,6 +31,8 @@ import numpy as np
 import torch
 from torch import nn
 
+# the runtimes benchmark's MobileNet-style CNN (benchmarks/ is on sys.path when run as a script)
+from runtimes import DepthwiseSeparableCNN
 from slimkit.data import load_dataset
 from slimkit.export import McuExportResult, export
 from slimkit.io import write_json_atomic
@@ -48,29 +50,6 @@ DEFAULT_MNIST = ROOT.parent / "shared" / "data" / "mnist"
 RAM_BUDGET, FLASH_BUDGET = "32KB", "64KB"
 AGREEMENT_TARGET = 0.999
 ACCURACY_TARGET = 0.988
-
-
-class DepthwiseSeparableCNN(nn.Module):
-    """A stem convolution, depthwise-separable blocks (MobileNet v1 style), pooling, linear."""
-
-    def __init__(self, in_channels: int, num_classes: int, widths: tuple[int, ...]) -> None:
-        super().__init__()
-        layers: list[nn.Module] = [nn.Conv2d(in_channels, widths[0], 3, stride=2, padding=1)]
-        layers.append(nn.ReLU())  # 28x28 → 14x14
-        for c_in, c_out in itertools.pairwise(widths):
-            layers += [
-                nn.Conv2d(c_in, c_in, 3, stride=2, padding=1, groups=c_in),  # depthwise, /2
-                nn.ReLU(),
-                nn.Conv2d(c_in, c_out, 1),  # pointwise
-                nn.ReLU(),
-            ]
-        self.features = nn.Sequential(*layers)
-        self.classifier = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(widths[-1], num_classes)
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(x))  # (N, C, H, W) → (N, classes)
 
 
 class SmallCNN(nn.Module):

@@ -123,19 +123,12 @@ def _distillation_config(
             "this plan distils, but no teacher was given: set 'teacher' (a checkpoint) in the "
             "recipe or search, or take distillation out of the space"
         )
+    # the training options both configs have (epochs, lr, batch size, optimizer, augment, ...)
+    student = {f.name for f in dataclasses.fields(technique_info(DISTILLATION).config_class)}
     shared = {
-        k: getattr(train_config, k)
-        for k in (
-            "epochs",
-            "lr",
-            "batch_size",
-            "optimizer",
-            "weight_decay",
-            "schedule",
-            "label_smoothing",
-            "augment",
-            "seed",
-        )
+        f.name: getattr(train_config, f.name)
+        for f in dataclasses.fields(train_config)
+        if f.name in student and f.name != "device"
     }
     body = {"technique": DISTILLATION, **shared, **(plan.distillation or {}), "teacher": teacher}
     return config_from_dict(body)

@@ -19,8 +19,9 @@ from slimkit.export import (
     simulate_qdq,
 )
 from slimkit.export.targets import prepare_for_runtime
+from slimkit.measure import compare_logits
 from slimkit.models import create_model
-from slimkit.runtime import load_runtime
+from slimkit.runtime import PyTorchRunner, load_runtime, predict_batches
 
 EDGE = [("tflite", "ai_edge_litert"), ("pte", "executorch")]
 
@@ -107,14 +108,15 @@ def test_onnxruntime_int8_matches_its_unfused_simulation(
     assert np.abs(fused - simulated).max() <= 2 * quantum
 
 
+@pytest.mark.parametrize("quantizer", ["slimkit", "runtime"])
 @pytest.mark.parametrize("runtime", ["pytorch", "onnxruntime", "litert", "executorch"])
 def test_prepare_for_runtime_writes_what_each_runtime_loads(
-    runtime: str, tiny: torch.nn.Module, inputs: np.ndarray, tmp_path: Path
+    runtime: str, quantizer: str, tiny: torch.nn.Module, inputs: np.ndarray, tmp_path: Path
 ) -> None:
     module = {"litert": "ai_edge_litert", "executorch": "executorch"}.get(runtime)
     if module:
         pytest.importorskip(module, reason=f"{module} is not installed")
-    pytest.importorskip("executorch", reason="the PyTorch int8 row uses ExecuTorch's quantizer")
+    pytest.importorskip("executorch", reason="PT2E (torchao) comes with ExecuTorch")
     for precision in ("fp32", "int8"):
         prepared = prepare_for_runtime(
             tiny,
@@ -124,18 +126,31 @@ def test_prepare_for_runtime_writes_what_each_runtime_loads(
             batch_sizes=(1, 4),
             precision=precision,
             calibration_data=inputs,
+            quantizer=quantizer,
         )
         fixed = runtime in ("litert", "executorch")
         assert [a.batch_size for a in prepared.artifacts] == ([1, 4] if fixed else [None])
         assert all(a.precision == precision for a in prepared.artifacts)
         assert (prepared.artifacts[0].quantizer is None) == (precision == "fp32")
-        reference = prepared.reference(inputs[:8])
-        assert reference.shape == (8, 10)
+        slimkit_int8 = precision == "int8" and quantizer == "slimkit"
+        if slimkit_int8:  # slimkit's scales in every runtime, held against its integer oracle
+            assert {a.quantizer for a in prepared.artifacts} == {"slimkit"}
+            assert prepared.reference_name == "slimkit integer reference"
+            assert prepared.lsb is not None and prepared.lsb > 0
+        elif precision == "int8":
+            assert "slimkit" not in {a.quantizer for a in prepared.artifacts}
+        reference = prepared.reference(inputs)
+        assert reference.shape == (len(inputs), 10)
         for artifact in prepared.artifacts:
-            if artifact.path is None:  # PyTorch int8: the simulated graph itself
+            if artifact.path is None:  # PyTorch int8: the simulated model itself
                 assert prepared.in_memory is not None
-                continue
-            out = load_runtime(runtime, artifact.path).run(inputs[:8])
-            assert np.mean(out.argmax(1) == reference.argmax(1)) >= 0.875
+                runner = PyTorchRunner.from_model(prepared.in_memory)
+            else:
+                runner = load_runtime(runtime, artifact.path)
+            out = predict_batches(runner.run, inputs)
+            parity = compare_logits(reference, out, lsb=prepared.lsb)
+            assert parity.argmax_agreement >= 0.875
+            if slimkit_int8:
+                assert parity.within_1_lsb is not None and parity.within_1_lsb >= 0.999
     with pytest.raises(ConfigError, match="needs calibration_data"):
         prepare_for_runtime(tiny, runtime, tmp_path, stem="t", precision="int8")

@@ -82,7 +82,7 @@ def _compile(compiler: str | None, *args: str | Path) -> None:
 def test_writes_tflite_c_source_and_header(firmware: McuExportResult) -> None:
     assert firmware.path.is_file() and firmware.c_source and firmware.header
     assert firmware.c_source.name == "lenet5-int8.c" and firmware.header.name == "lenet5-int8.h"
-    assert firmware.quantizer == "litert-pt2e" and firmware.batch_size == 1
+    assert firmware.quantizer == "slimkit" and firmware.batch_size == 1
     assert sorted(p.name for p in firmware.path.parent.iterdir()) == [
         "lenet5-int8.c",
         "lenet5-int8.h",

@@ -70,9 +70,26 @@ def test_repeated_medians_agree_on_a_steady_workload() -> None:
     assert abs(first.p50_ms - second.p50_ms) / first.p50_ms < 0.5
 
 
+def test_a_fast_steady_function_is_timed_for_at_least_min_time() -> None:
+    # steady from the first rounds: without min_time_s it would stop after 60 runs (~0 ms)
+    config = LatencyConfig(
+        warmup=0, min_repeats=30, time_budget_s=2.0, tolerance=0.5, min_time_s=0.15
+    )
+    started = time.perf_counter()
+    stats = measure_latency(lambda x: time.sleep(2e-4), np.ones(1), threads=1, config=config)
+    assert time.perf_counter() - started >= 0.15
+    assert stats.stable and stats.repeats > 60
+    # capped by the budget: a budget shorter than min_time_s wins
+    short = LatencyConfig(warmup=0, min_repeats=30, time_budget_s=0.05, min_time_s=10.0)
+    started = time.perf_counter()
+    measure_latency(lambda x: x.sum(), np.ones((4, 4)), threads=1, config=short)
+    assert time.perf_counter() - started < 2.0
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [
+        {"min_time_s": -0.1},
         {"min_repeats": 2},
         {"warmup": -1},
         {"max_repeats": 5, "min_repeats": 10},

@@ -59,12 +59,15 @@ def test_fp32_parity_on_the_whole_test_split(
     assert parity.argmax_agreement == 1.0
 
 
-# (runtime, quantizer, least argmax agreement with the quantizer's simulated PT2E graph). One
-# PT2E graph with ExecuTorch's quantizer runs in both runtimes with its own scales (measured: 100%
-# agreement in both). litert-torch's own quantizer yields a graph whose simulation LiteRT's int8
-# kernels follow less closely (measured on LeNet-5/digits: 99.4%, mean |Δ| 0.2 output quanta),
-# so it gets the looser bound; see docs/runtimes.md.
+# (runtime, quantizer, least argmax agreement with the quantizer's simulated PT2E graph). slimkit's
+# own scales run in both (tests/export/test_pt2e_slimkit.py holds them against slimkit's integer
+# reference). One PT2E graph with ExecuTorch's quantizer runs in both runtimes with its own scales
+# (measured: 100% agreement in both). litert-torch's own quantizer yields a graph whose simulation
+# LiteRT's int8 kernels follow less closely (measured on LeNet-5/digits: 99.4%, mean |Δ| 0.2
+# output quanta), so it gets the looser bound; see docs/runtimes.md.
 INT8_CASES = [
+    ("executorch", "pte", "executorch", "slimkit", 0.995),
+    ("litert", "tflite", "ai_edge_litert", "slimkit", 0.995),
     ("executorch", "pte", "executorch", "executorch-xnnpack-pt2e", 0.995),
     ("litert", "tflite", "ai_edge_litert", "executorch-xnnpack-pt2e", 0.995),
     ("litert", "tflite", "ai_edge_litert", "litert-pt2e", 0.98),

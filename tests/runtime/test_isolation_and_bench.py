@@ -71,7 +71,10 @@ def test_bench_command_prints_one_table_and_writes_json(
     fp32 = [r for r in rows if r["precision"] == "fp32"]
     assert all(r["max_abs_diff"] <= 1e-4 and r["argmax_agreement"] == 1.0 for r in fp32)
     int8 = [r for r in rows if r["precision"] == "int8"]
-    assert all(r["quantizer"] and r["speedup_vs_fp32"] > 0 for r in int8)
+    assert all(r["quantizer"] == "slimkit" and r["speedup_vs_fp32"] > 0 for r in int8)
+    # slimkit's int8 in every runtime, held against slimkit's integer reference
+    assert all(r["parity_reference"] == "slimkit integer reference" for r in int8)
+    assert all(r["within_1_lsb"] >= 0.999 and r["argmax_agreement"] >= 0.99 for r in int8)
     edge = [r for r in rows if r["runtime"] != "pytorch"]
     assert all(r["all_delegated"] for r in edge)
     assert (out / "bench.md").is_file()

@@ -2,10 +2,11 @@
 
 For each checkpoint and runtime the files are written with
 :func:`slimkit.export.targets.prepare_for_runtime` (one per batch size for LiteRT and ExecuTorch),
-checked for parity on the test split (fp32 against eager PyTorch, int8 against the quantizer's
-simulated model), and timed with the shared latency harness, by default each (file, threads) in
-its own process (:func:`slimkit.measure.latency.measure_isolated`), which also gives the peak
-memory of a process that loads and runs the model. :func:`run_bench` is the engine;
+checked for parity on the test split (fp32 against eager PyTorch; slimkit's int8 against slimkit's
+integer reference executor, a runtime's own quantizer against its simulated model), and timed
+with the shared latency harness, by default each (file, threads) in its own process
+(:func:`slimkit.measure.latency.measure_isolated`), which also gives the peak memory of a process
+that loads and runs the model. :func:`run_bench` is the engine;
 ``benchmarks/runtimes.py`` uses it too.
 """
 
@@ -116,6 +117,7 @@ def run_bench(
     calibration_samples: int = 512,
     parity_samples: int | None = None,
     progress: ProgressFn | None = None,
+    quantizer: str = "slimkit",
 ) -> dict[str, Any]:
     """Export, check and time every (model, runtime, precision); one row per timed setting.
 
@@ -123,7 +125,7 @@ def run_bench(
         models: the models with their data (test split for parity and timing inputs).
         runtimes: runtime names (pytorch, onnxruntime, litert, executorch).
         folder: where the files are written.
-        precisions: ``fp32`` and/or ``int8`` (int8: each runtime's own quantizer, labelled).
+        precisions: ``fp32`` and/or ``int8``.
         batch_sizes: batch sizes to time.
         threads: thread counts to time.
         latency: the harness settings.
@@ -132,6 +134,8 @@ def run_bench(
         calibration_samples: training samples for int8 calibration.
         parity_samples: test samples for parity (None: the whole test split).
         progress: called with a short message before each step.
+        quantizer: int8 by ``slimkit`` (its scales in every runtime) or ``runtime`` (each
+            runtime's own quantizer, labelled in the rows).
 
     Returns:
         ``{"rows": [...], "artifacts": [...], "runtime_versions": {...}}``, JSON-safe.
@@ -142,6 +146,7 @@ def run_bench(
         check_choice("runtime", runtime, tuple(RUNTIME_QUANTIZERS))
     for precision in precisions:
         check_choice("precision", precision, PRECISIONS)
+    check_choice("quantizer", quantizer, ("slimkit", "runtime"))
     config = latency or LatencyConfig()
     rows: list[dict[str, Any]] = []
     artifacts: list[dict[str, Any]] = []
@@ -164,6 +169,7 @@ def run_bench(
                     calibration_data=calibration,
                     checkpoint=item.checkpoint,
                     input_shape=item.data.input_shape,
+                    quantizer=quantizer,
                 )
                 say(f"{item.name}: {runtime} {precision}: parity on {len(x_parity)} samples")
                 reference = prepared.reference(x_parity)
@@ -174,7 +180,9 @@ def run_bench(
                         runner = PyTorchRunner.from_model(prepared.in_memory, threads=1)
                     else:
                         runner = load_runtime(runtime, artifact.path, threads=1)
-                    parity = compare_logits(reference, predict_batches(runner.run, x_parity))
+                    parity = compare_logits(
+                        reference, predict_batches(runner.run, x_parity), lsb=prepared.lsb
+                    )
                     artifacts.append(
                         artifact.to_dict()
                         | {
@@ -230,6 +238,7 @@ def run_bench(
                                     "isolated": timed["isolated"],
                                     "max_abs_diff": parity.max_abs_diff,
                                     "argmax_agreement": parity.argmax_agreement,
+                                    "within_1_lsb": parity.within_1_lsb,
                                     "parity_reference": prepared.reference_name,
                                     "delegation": delegation.summary() if delegation else None,
                                     "all_delegated": (
@@ -256,6 +265,7 @@ def bench_table(rows: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[st
         "peak MiB",
         "max|Δ|",
         "agree",
+        "≤1 LSB",
         "XNNPACK",
         "rep Δ",
     ]
@@ -277,6 +287,7 @@ def bench_table(rows: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[st
                 f"{row['peak_rss_bytes'] / MIB:.0f}" if row["peak_rss_bytes"] else "-",
                 f"{row['max_abs_diff']:.1e}",
                 f"{100 * row['argmax_agreement']:.2f}%",
+                "-" if row.get("within_1_lsb") is None else f"{100 * row['within_1_lsb']:.2f}%",
                 "-" if delegation is None else ("all" if delegation else "PARTIAL"),
                 f"{100 * stability:.1f}%" if stability is not None else "-",
             ]
@@ -302,6 +313,11 @@ def bench_command(
     budget: float = typer.Option(1.0, help="Seconds of timing per setting at most."),
     isolate: bool = typer.Option(True, help="Time each file and thread count in its own process."),
     rounds: int = typer.Option(1, help="2 times each setting twice (repeat stability)."),
+    quantizer: str = typer.Option(
+        "slimkit",
+        help="int8 by 'slimkit' (its own scales in every runtime) or 'runtime' (each runtime's "
+        "own quantizer).",
+    ),
     out: Path = typer.Option(Path("runs/bench"), help="Folder for the files and bench.json."),
 ) -> None:
     """Benchmark checkpoints in several runtimes: latency, speedup, size, memory, parity."""
@@ -333,6 +349,7 @@ def bench_command(
             isolate=isolate,
             rounds=rounds,
             progress=lambda message: status.update(message),
+            quantizer=quantizer,
         )
     header, cells = bench_table(result["rows"])
     console.print(make_table(header, cells, title="p50/p99 in ms per batch"))

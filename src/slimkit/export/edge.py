@@ -109,6 +109,18 @@ def eval_mode(model: nn.Module) -> contextlib.AbstractContextManager[None]:
     return manager()
 
 
+def slimkit_int8_as_pt2e(model: nn.Module) -> nn.Module:
+    """A slimkit ``QuantizedModel`` (static int8) becomes the PT2E graph that carries its scales
+    (:func:`slimkit.export.pt2e_slimkit.slimkit_pt2e`); any other model is returned as it is."""
+    from slimkit.techniques.quantize import QuantizedModel
+
+    if isinstance(model, QuantizedModel):
+        from slimkit.export.pt2e_slimkit import slimkit_pt2e
+
+        return slimkit_pt2e(model)
+    return model
+
+
 def write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` (for ``write_atomic``'s writer, which returns nothing)."""
     path.write_bytes(data)

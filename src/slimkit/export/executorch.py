@@ -28,6 +28,7 @@ from slimkit.export.edge import (
     convert_or_raise,
     eval_mode,
     example_input,
+    slimkit_int8_as_pt2e,
 )
 from slimkit.export.edge import write_bytes as _write_bytes
 from slimkit.export.pt2e import quantizer_label
@@ -97,8 +98,9 @@ def export_executorch(
     """Write ``model`` as an ExecuTorch program lowered to XNNPACK, for one batch size.
 
     Args:
-        model: a plain float model, or a quantized PT2E graph from
-            :func:`slimkit.export.pt2e.quantize_pt2e` (exported as int8).
+        model: a plain float model, a slimkit int8 ``QuantizedModel`` (its own scales), or a
+            quantized PT2E graph from :func:`slimkit.export.pt2e.quantize_pt2e`
+            (exported as int8).
         path: the ``.pte`` file to write.
         input_shape: one sample's shape (C, H, W).
         batch_size: the file's fixed batch size.
@@ -112,6 +114,7 @@ def export_executorch(
     """
     batch_size = check_batch_size(batch_size)
     to_edge_transform_and_lower, partitioner = _import_exir()
+    model = slimkit_int8_as_pt2e(model)
     quantizer = quantizer_label(model)
     if quantizer is not None:
         from torchao.quantization.pt2e.constant_fold import constant_fold

@@ -29,6 +29,7 @@ from slimkit.export.edge import (
     convert_or_raise,
     eval_mode,
     example_input,
+    slimkit_int8_as_pt2e,
 )
 from slimkit.export.edge import write_bytes as _write_bytes
 from slimkit.export.pt2e import litert_quantizer, quantizer_label
@@ -61,8 +62,9 @@ def export_litert(
     """Write ``model`` as a LiteRT flatbuffer for one batch size.
 
     Args:
-        model: a plain float model, or a quantized PT2E graph from
-            :func:`slimkit.export.pt2e.quantize_pt2e` (exported as static int8).
+        model: a plain float model, a slimkit int8 ``QuantizedModel`` (its own scales), or a
+            quantized PT2E graph from :func:`slimkit.export.pt2e.quantize_pt2e`
+            (exported as static int8).
         path: the ``.tflite`` file to write.
         input_shape: one sample's shape (C, H, W).
         batch_size: the file's fixed batch size.
@@ -77,6 +79,7 @@ def export_litert(
     """
     batch_size = check_batch_size(batch_size)
     litert_torch, quant_config = _import_litert_torch()
+    model = slimkit_int8_as_pt2e(model)
     quantizer = quantizer_label(model)
     options: dict[str, Any] = {}
     if quantizer is not None:

@@ -5,14 +5,17 @@ explicit quantize/dequantize nodes around float operators: the *simulated int8 m
 PyTorch (the parity oracle for int8 files) and both edge exporters take it:
 :func:`slimkit.export.executorch.export_executorch` folds the weight quantization and lowers the
 int8 pattern to XNNPACK; :func:`slimkit.export.litert.export_litert` converts it to int8 TFLite
-operators. The quantizer decides the scales; the exporters only carry them. A graph quantized with
-slimkit's own quantizer (once it emits PT2E scales) goes through the same exporters unchanged.
+operators. The quantizer decides the scales; the exporters only carry them, whichever quantizer
+made the graph, slimkit's own included.
 
 Quantizers, by label (the label is stored on the graph as ``slimkit_quantizer``):
 
 - ``executorch-xnnpack-pt2e``: ExecuTorch's ``XNNPACKQuantizer``, symmetric int8, per-channel
   weights, min-max observers (the ExecuTorch default).
 - ``litert-pt2e``: litert-torch's ``PT2EQuantizer``, symmetric int8, per-channel weights, static.
+- ``slimkit``: slimkit's own static int8 (:func:`slimkit.techniques.quantize.quantize_static`:
+  its observers, CLE, bias correction), its scales carried into PT2E by
+  :mod:`slimkit.export.pt2e_slimkit`; the runtimes then compute slimkit's integer model.
 
 Example:
     >>> graph = quantize_pt2e(model, inputs, quantizer="litert-pt2e")  # doctest: +SKIP
@@ -69,9 +72,12 @@ QUANTIZERS: dict[str, Callable[[], Any]] = {
 }
 
 
+SLIMKIT = "slimkit"
+
+
 def list_quantizers() -> list[str]:
-    """Labels of the runtime quantizers :func:`quantize_pt2e` knows."""
-    return sorted(QUANTIZERS)
+    """Labels of the quantizers :func:`quantize_pt2e` knows (slimkit's and the runtimes')."""
+    return sorted([*QUANTIZERS, SLIMKIT])
 
 
 def is_quantized_graph(model: nn.Module) -> bool:
@@ -120,15 +126,19 @@ def quantize_pt2e(
     quantizer: str = "executorch-xnnpack-pt2e",
     input_shape: tuple[int, ...] | None = None,
     batch_size: int = 64,
+    config: Any = None,
 ) -> torch.fx.GraphModule:
-    """Post-training static int8 with a runtime's PT2E quantizer; returns the simulated model.
+    """Post-training static int8 as a PT2E graph; returns the simulated model.
 
     Args:
         model: a plain float model (eval mode is used; its training flag is restored).
         calibration_data: float inputs ``(N, C, H, W)`` the observers see (a few hundred is plenty).
-        quantizer: one of :func:`list_quantizers`.
+        quantizer: one of :func:`list_quantizers`; ``slimkit`` runs slimkit's static int8
+            (``config``: a :class:`~slimkit.techniques.quantize.StaticInt8Config`, default
+            min-max per channel) or takes a slimkit ``QuantizedModel`` as it is.
         input_shape: one sample's shape; defaults to the model's slimkit spec, else the data's.
         batch_size: calibration batch size.
+        config: slimkit's static int8 config (``quantizer="slimkit"`` only).
 
     Returns:
         The converted PT2E graph (quantize/dequantize around float ops, dynamic batch). Calling it
@@ -150,6 +160,18 @@ def quantize_pt2e(
         raise ConfigError(
             f"calibration_data samples must have shape {shape}; got {tuple(data.shape[1:])}"
         )
+    if quantizer == SLIMKIT:
+        from slimkit.export.pt2e_slimkit import slimkit_pt2e
+        from slimkit.techniques.quantize import QuantizedModel, quantize_static
+
+        if isinstance(model, QuantizedModel):
+            return slimkit_pt2e(model)
+        was_training = model.training
+        try:
+            quantized = quantize_static(model.eval(), data, config)
+        finally:
+            model.train(was_training)
+        return slimkit_pt2e(quantized)
     pt2e_quantizer = QUANTIZERS[quantizer]()
     was_training = model.training
     model.eval()

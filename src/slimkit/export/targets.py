@@ -3,15 +3,20 @@
 :func:`prepare_for_runtime` is what ``slimkit bench`` and ``benchmarks/runtimes.py`` use to get
 from a trained model to files in PyTorch, ONNX Runtime, LiteRT and ExecuTorch:
 
-- pytorch: fp32 is the checkpoint; int8 is the simulated PT2E graph of
-  ``executorch-xnnpack-pt2e`` (in memory, no file), its own oracle.
-- onnxruntime: fp32 ``.onnx`` (any batch); int8 from ``quantize_static`` QDQ
-  (``onnxruntime-quantize-static-qdq``), checked against the same file run unfused.
-- litert: ``.tflite`` per batch size; int8 from the ``litert-pt2e`` PT2E graph, its oracle.
-- executorch: ``.pte`` per batch size; int8 from the ``executorch-xnnpack-pt2e`` PT2E graph.
+- pytorch: fp32 is the checkpoint; int8 is slimkit's simulated int8 model (in memory).
+- onnxruntime: fp32 ``.onnx`` (any batch); int8 is slimkit's QDQ file.
+- litert: ``.tflite`` per batch size; int8 from the PT2E graph carrying slimkit's scales.
+- executorch: ``.pte`` per batch size; the same PT2E graph lowered to XNNPACK.
 
-fp32 files are checked against the eager PyTorch model. int8 always uses the runtime's own
-quantizer, labelled in ``Artifact.quantizer``, until slimkit's quantizer emits PT2E scales.
+fp32 files are checked against the eager PyTorch model; slimkit's int8 files against slimkit's
+integer reference executor (argmax agreement and the share of outputs within one quantization
+step). int8 is slimkit's own quantization (``quantizer="slimkit"``, the default) in every
+runtime: the same scales, zero points and int8 weights everywhere. A model slimkit's int8 cannot
+carry to a runtime (an op with no int8 pattern there) falls back to that runtime's own quantizer,
+with a note; ``quantizer="runtime"`` asks for the runtimes' own quantizers (the anchors:
+ExecuTorch's ``XNNPACKQuantizer``, litert-torch's ``PT2EQuantizer``, ONNX Runtime's
+``quantize_static`` QDQ, each checked against its own simulated model), labelled in
+``Artifact.quantizer``.
 """
 
 from __future__ import annotations
@@ -44,6 +49,8 @@ RUNTIME_QUANTIZERS = {
     "executorch": "executorch-xnnpack-pt2e",
 }
 FIXED_BATCH_FORMATS = {"litert": "tflite", "executorch": "pte"}
+SLIMKIT = "slimkit"
+RUNTIME_OWN = "runtime"
 
 
 @dataclass(frozen=True)
@@ -94,6 +101,7 @@ class Prepared:
     reference_name: str
     in_memory: nn.Module | None = None
     notes: list[str] = field(default_factory=list)
+    lsb: float | None = None  # the int8 output's quantization step (integer-oracle parity)
 
 
 def _torch_logits(model: nn.Module) -> Callable[[np.ndarray], np.ndarray]:
@@ -132,7 +140,8 @@ def prepare_for_runtime(
     calibration_data: np.ndarray | None = None,
     checkpoint: Path | None = None,
     input_shape: tuple[int, ...] | None = None,
-    quantizer: str | None = None,
+    quantizer: str = SLIMKIT,
+    int8_config: Any = None,
 ) -> Prepared:
     """Write what ``runtime`` loads for ``model`` at ``precision`` into ``folder``.
 
@@ -142,12 +151,15 @@ def prepare_for_runtime(
         folder: where files go (``{stem}-{precision}[-b{N}].{suffix}``).
         stem: file name stem, e.g. ``lenet5``.
         batch_sizes: one file per batch size for fixed-batch formats.
-        precision: ``fp32`` or ``int8`` (int8 uses the runtime's own quantizer, see module doc).
+        precision: ``fp32`` or ``int8``.
         calibration_data: float inputs for int8 calibration (needed for int8).
         checkpoint: the model's checkpoint (the PyTorch runtime's fp32 file).
         input_shape: one sample's shape; defaults to the model's slimkit spec.
-        quantizer: a PT2E quantizer label for LiteRT/ExecuTorch/PyTorch int8 instead of the
-            runtime's own (e.g. ``executorch-xnnpack-pt2e`` for LiteRT: the same scales in both).
+        quantizer: int8 by ``slimkit`` (default: slimkit's static int8 in every runtime),
+            ``runtime`` (each runtime's own quantizer), or a PT2E quantizer label for
+            LiteRT/ExecuTorch/PyTorch (e.g. ``executorch-xnnpack-pt2e`` for LiteRT).
+        int8_config: slimkit's :class:`~slimkit.techniques.quantize.StaticInt8Config` (default:
+            min-max, per channel).
 
     Returns:
         The artifacts and the oracle for parity.
@@ -166,12 +178,22 @@ def prepare_for_runtime(
     if precision == "int8" and (calibration_data is None or len(calibration_data) == 0):
         raise ConfigError(f"int8 for {runtime} needs calibration_data (float inputs)")
     calibration = np.asarray(calibration_data if calibration_data is not None else [], np.float32)
-    if quantizer is not None and runtime == "onnxruntime":
-        raise ConfigError(
-            f"onnxruntime int8 uses {ONNXRUNTIME_QUANTIZER}; got quantizer={quantizer!r}"
+    notes: list[str] = []
+    if precision == "int8" and quantizer == SLIMKIT:
+        prepared = _prepare_slimkit_int8(
+            model, runtime, folder, stem, batch_sizes, calibration, int8_config, shape_options
         )
-    label = quantizer or RUNTIME_QUANTIZERS[runtime]
-    base = f"{stem}-{precision}" if quantizer is None else f"{stem}-{precision}-{quantizer}"
+        if isinstance(prepared, Prepared):
+            return prepared
+        notes.append(prepared)
+        quantizer = RUNTIME_OWN
+    if quantizer not in (SLIMKIT, RUNTIME_OWN) and runtime == "onnxruntime":
+        raise ConfigError(
+            f"onnxruntime int8 uses slimkit's QDQ or {ONNXRUNTIME_QUANTIZER}; "
+            f"got quantizer={quantizer!r}"
+        )
+    label = RUNTIME_QUANTIZERS[runtime] if quantizer in (SLIMKIT, RUNTIME_OWN) else quantizer
+    base = f"{stem}-{precision}" if precision == "fp32" else f"{stem}-{precision}-{label}"
 
     if runtime == "pytorch":
         if precision == "fp32":
@@ -189,7 +211,10 @@ def prepare_for_runtime(
             _torch_logits(graph),
             f"simulated-int8 ({label})",
             in_memory=graph,
-            notes=["PyTorch int8 is the simulated PT2E graph (quantize/dequantize + float ops)"],
+            notes=[
+                *notes,
+                "PyTorch int8 is the simulated PT2E graph (quantize/dequantize + float ops)",
+            ],
         )
 
     if runtime == "onnxruntime":
@@ -203,6 +228,7 @@ def prepare_for_runtime(
             [_artifact(runtime, precision, result, None)],
             lambda x: simulate_qdq(path, x),
             f"simulated-int8 ({ONNXRUNTIME_QUANTIZER}, QDQ unfused)",
+            notes=notes,
         )
 
     fmt = FIXED_BATCH_FORMATS[runtime]
@@ -228,4 +254,68 @@ def prepare_for_runtime(
         )
         for b in batch_sizes
     ]
-    return Prepared(artifacts, reference, reference_name)
+    return Prepared(artifacts, reference, reference_name, notes=notes)
+
+
+def _prepare_slimkit_int8(
+    model: nn.Module,
+    runtime: str,
+    folder: Path,
+    stem: str,
+    batch_sizes: Sequence[int],
+    calibration: np.ndarray,
+    config: Any,
+    shape_options: dict[str, Any],
+) -> Prepared | str:
+    """slimkit's static int8 for ``runtime``, held against slimkit's integer reference; or a
+    note saying why this model falls back to the runtime's own quantizer."""
+    from slimkit.export.pt2e_slimkit import slimkit_pt2e
+    from slimkit.techniques.quantize import quantize_static, run_reference
+
+    try:
+        quantized = quantize_static(model.eval(), torch.from_numpy(calibration), config)
+        source: nn.Module = quantized
+        if runtime in ("pytorch", *FIXED_BATCH_FORMATS):
+            source = slimkit_pt2e(quantized)  # checks the ops carry before any file is written
+    except ConfigError as error:
+        note = f"slimkit int8 cannot be carried to {runtime} ({error}); the runtime's own quantizer"
+        logger.warning("%s", note)
+        return note
+    graph = quantized.graph
+    lsb = float(graph.qparams[graph.output].scale[0])
+    reference_name = "slimkit integer reference"
+
+    def reference(x: np.ndarray) -> np.ndarray:
+        return run_reference(graph, np.asarray(x, dtype=np.float32))
+
+    if runtime == "pytorch":
+        artifact = Artifact(runtime, "int8", None, None, None, SLIMKIT)
+        return Prepared(
+            [artifact],
+            reference,
+            reference_name,
+            in_memory=quantized,
+            notes=["PyTorch int8 is slimkit's simulated int8 model (fake-quantized float ops)"],
+            lsb=lsb,
+        )
+    if runtime == "onnxruntime":
+        result = export(quantized, folder / f"{stem}-int8.onnx", format="onnx", **shape_options)
+        artifact = Artifact(runtime, "int8", result.path, None, result.file_bytes, SLIMKIT)
+        return Prepared([artifact], reference, reference_name, lsb=lsb)
+    fmt = FIXED_BATCH_FORMATS[runtime]
+    artifacts = [
+        _artifact(
+            runtime,
+            "int8",
+            export(
+                source,
+                folder / f"{stem}-int8-b{b}.{fmt}",
+                format=fmt,
+                batch_size=b,
+                **shape_options,
+            ),
+            b,
+        )
+        for b in batch_sizes
+    ]
+    return Prepared(artifacts, reference, reference_name, lsb=lsb)

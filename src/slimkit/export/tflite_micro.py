@@ -1,7 +1,8 @@
 """Firmware export for TFLite Micro: the ``.tflite``, and a C source and header to paste in.
 
 ``export(model, "lenet5.tflite", format="tflite-micro", calibration_data=x)`` quantizes a float
-model to int8 (litert-torch's PT2E quantizer; a PT2E graph is taken as it is), converts it with the
+model to int8 (slimkit's static int8, its scales carried through PT2E; a slimkit ``QuantizedModel``
+or a PT2E graph is taken as it is), converts it with the
 LiteRT exporter at batch size 1, checks its operators against TFLite Micro's (an unsupported one
 is an error naming the layer, before anything is written), measures its arena in child processes
 (:func:`slimkit.measure.mcu.mcu_memory`) and writes, beside the ``.tflite``:
@@ -33,7 +34,7 @@ import numpy as np
 from torch import nn
 
 from slimkit.errors import ConfigError, check_choice
-from slimkit.export.edge import EdgeExportResult
+from slimkit.export.edge import EdgeExportResult, slimkit_int8_as_pt2e
 from slimkit.export.litert import export_litert
 from slimkit.export.pt2e import is_quantized_graph, quantize_pt2e, quantizer_label
 from slimkit.export.registry import register_exporter
@@ -99,19 +100,21 @@ def export_tflite_micro(
     input_shape: tuple[int, ...],
     calibration_data: np.ndarray | None = None,
     precision: str | None = None,
-    quantizer: str = "litert-pt2e",
+    quantizer: str = "slimkit",
     metadata: dict[str, Any] | None = None,
 ) -> McuExportResult:
     """Write ``model`` for TFLite Micro: ``.tflite`` + C source + header, arena measured.
 
     Args:
-        model: a plain float model, or a quantized PT2E graph (exported as int8 as it is).
+        model: a plain float model, a slimkit int8 ``QuantizedModel`` or a quantized PT2E graph
+            (both exported as int8 as they are).
         path: the ``.tflite`` file; the C files take its name with ``.c`` and ``.h``.
         input_shape: one sample's shape (C, H, W).
         calibration_data: float inputs ``(N, C, H, W)`` for int8 (a few hundred samples).
         precision: ``int8`` or ``fp32``; default int8 when the model is a PT2E graph or
             calibration data is given, else fp32.
-        quantizer: the PT2E quantizer for a float model (see :func:`slimkit.export.quantize_pt2e`).
+        quantizer: how a float model is quantized (see :func:`slimkit.export.quantize_pt2e`):
+            ``slimkit`` (default: slimkit's static int8, min-max, per channel) or a runtime's.
         metadata: accepted for a uniform interface; not written (ignored).
 
     Returns:
@@ -121,6 +124,7 @@ def export_tflite_micro(
         ExportError: an operator TFLite Micro does not support (naming the layer), or conversion.
         ConfigError: int8 asked for without calibration data.
     """
+    model = slimkit_int8_as_pt2e(model)
     quantized = is_quantized_graph(model)
     if precision is None:
         precision = "int8" if quantized or calibration_data is not None else "fp32"

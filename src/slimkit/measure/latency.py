@@ -40,13 +40,17 @@ class LatencyConfig:
         max_repeats: hard cap on timed runs.
         time_budget_s: stop after this many seconds of timing even if not stable.
         tolerance: relative change of the median between rounds that counts as stable.
+        min_time_s: time at least this long (capped by the budget) before the median may count
+            as stable: a median over a longer window is less at the mercy of one scheduler
+            hiccup or a burst of another process (fast models otherwise stop after a few ms).
     """
 
     warmup: int = 10
     min_repeats: int = 30
-    max_repeats: int = 3000
+    max_repeats: int = 20000
     time_budget_s: float = 3.0
     tolerance: float = 0.01
+    min_time_s: float = 0.2
 
     def __post_init__(self) -> None:
         if self.warmup < 0 or self.min_repeats < 3 or self.max_repeats < self.min_repeats:
@@ -55,10 +59,10 @@ class LatencyConfig:
                 f"warmup={self.warmup}, min_repeats={self.min_repeats}, "
                 f"max_repeats={self.max_repeats}"
             )
-        if self.time_budget_s <= 0 or not 0 < self.tolerance < 1:
+        if self.time_budget_s <= 0 or not 0 < self.tolerance < 1 or self.min_time_s < 0:
             raise ConfigError(
-                f"latency needs time_budget_s > 0 and 0 < tolerance < 1; got "
-                f"{self.time_budget_s}, {self.tolerance}"
+                f"latency needs time_budget_s > 0, 0 < tolerance < 1 and min_time_s >= 0; got "
+                f"{self.time_budget_s}, {self.tolerance}, {self.min_time_s}"
             )
 
 
@@ -128,7 +132,9 @@ def measure_latency(
     times: list[float] = []
     previous_median: float | None = None
     stable = False
-    deadline = time.perf_counter() + config.time_budget_s
+    started = time.perf_counter()
+    deadline = started + config.time_budget_s
+    earliest = started + min(config.min_time_s, config.time_budget_s)
     while len(times) < config.max_repeats:
         for _ in range(min(config.min_repeats, config.max_repeats - len(times))):
             start = time.perf_counter_ns()
@@ -138,6 +144,7 @@ def measure_latency(
         if (
             previous_median is not None
             and abs(median - previous_median) <= config.tolerance * previous_median
+            and time.perf_counter() >= earliest
         ):
             stable = True
             break

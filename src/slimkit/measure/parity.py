@@ -18,6 +18,10 @@ class ParityResult:
     mean_abs_diff: float
     argmax_agreement: float
     samples: int
+    # int8 against an integer oracle: the output's quantization step and the share of outputs
+    # within one step of the oracle (None for float comparisons)
+    lsb: float | None = None
+    within_1_lsb: float | None = None
 
     def passes(self, *, atol: float = 1e-4, min_agreement: float = 1.0) -> bool:
         """True when the largest difference is within ``atol`` and argmax agrees enough."""
@@ -28,8 +32,13 @@ class ParityResult:
         return asdict(self)
 
 
-def compare_logits(reference: np.ndarray, candidate: np.ndarray) -> ParityResult:
+def compare_logits(
+    reference: np.ndarray, candidate: np.ndarray, *, lsb: float | None = None
+) -> ParityResult:
     """Compare two ``(N, classes)`` logit arrays.
+
+    ``lsb``: the output's quantization step, for int8 outputs held against an integer oracle;
+    then ``within_1_lsb`` is the share of outputs that differ by at most one step.
 
     Example:
         >>> r = compare_logits(np.eye(3), np.eye(3) + 1e-6)
@@ -49,4 +58,7 @@ def compare_logits(reference: np.ndarray, candidate: np.ndarray) -> ParityResult
         mean_abs_diff=float(diff.mean()),
         argmax_agreement=agreement,
         samples=int(reference.shape[0]),
+        lsb=lsb,
+        # outputs lie on the grid S·(q − Z): one step apart differ by ≈ S, two by ≈ 2S
+        within_1_lsb=None if lsb is None else float(np.mean(diff <= 1.5 * lsb)),
     )

@@ -235,8 +235,8 @@ def evaluate_plan(
     if fmt in ("tflite", "pte"):
         options["batch_size"] = target.batch_size  # edge files have a fixed batch
     if fmt == "tflite-micro" and not quantized:
-        # microcontrollers run int8: quantized by LiteRT's PT2E quantizer (slimkit's own
-        # scales are not carried into .tflite files yet)
+        # microcontrollers run int8: a float candidate gets slimkit's static int8 (min-max,
+        # per channel), its scales carried into the .tflite
         options["calibration_data"] = data.train.x[:256].numpy()
         quantized = True
     exported = export(

@@ -121,6 +121,37 @@ def slimkit_int8_as_pt2e(model: nn.Module) -> nn.Module:
     return model
 
 
+def finish_export(
+    model: nn.Module,
+    path: Path,
+    *,
+    fmt: str,
+    batch_size: int,
+    quantizer: str | None,
+    delegation: DelegationReport,
+) -> EdgeExportResult:
+    """The result of a written edge file; logs what went outside the delegate, and the file."""
+    if delegation.outside:
+        logger.warning("%s: %s: %s", fmt, path.name, delegation.summary())
+    size = path.stat().st_size
+    logger.info(
+        "exported %s to %s (%d bytes, batch %d, %s)",
+        type(model).__name__,
+        path,
+        size,
+        batch_size,
+        delegation.summary(),
+    )
+    return EdgeExportResult(
+        path=path,
+        format=fmt,
+        file_bytes=size,
+        batch_size=batch_size,
+        quantizer=quantizer,
+        delegation=delegation,
+    )
+
+
 def write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` (for ``write_atomic``'s writer, which returns nothing)."""
     path.write_bytes(data)

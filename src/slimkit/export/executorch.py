@@ -14,7 +14,6 @@ LeNet-5). Export one file per batch size; the runner runs other batch sizes in s
 from __future__ import annotations
 
 import copy
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from slimkit.export.edge import (
     convert_or_raise,
     eval_mode,
     example_input,
+    finish_export,
     slimkit_int8_as_pt2e,
 )
 from slimkit.export.edge import write_bytes as _write_bytes
@@ -35,8 +35,6 @@ from slimkit.export.pt2e import quantizer_label
 from slimkit.export.registry import register_exporter
 from slimkit.io import write_atomic
 from slimkit.runtime.delegation import DelegationReport, count_names
-
-logger = logging.getLogger(__name__)
 
 
 def _import_exir() -> tuple[Any, Any]:
@@ -136,21 +134,10 @@ def export_executorch(
     delegation = edge_delegation(edge)
     executorch_program = convert_or_raise("ExecuTorch", model, edge.to_executorch)
     write_atomic(path, lambda tmp: _write_bytes(tmp, executorch_program.buffer))
-    if delegation.outside:
-        logger.warning("executorch: %s: %s", path.name, delegation.summary())
-    size = path.stat().st_size
-    logger.info(
-        "exported %s to %s (%d bytes, batch %d, %s)",
-        type(model).__name__,
+    return finish_export(
+        model,
         path,
-        size,
-        batch_size,
-        delegation.summary(),
-    )
-    return EdgeExportResult(
-        path=path,
-        format="pte",
-        file_bytes=size,
+        fmt="pte",
         batch_size=batch_size,
         quantizer=quantizer,
         delegation=delegation,

@@ -16,7 +16,6 @@ applied at load), so it is exactly what the runtime will do.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -29,14 +28,13 @@ from slimkit.export.edge import (
     convert_or_raise,
     eval_mode,
     example_input,
+    finish_export,
     slimkit_int8_as_pt2e,
 )
 from slimkit.export.edge import write_bytes as _write_bytes
 from slimkit.export.pt2e import litert_quantizer, quantizer_label
 from slimkit.export.registry import register_exporter
 from slimkit.io import write_atomic
-
-logger = logging.getLogger(__name__)
 
 
 def _import_litert_torch() -> Any:
@@ -96,21 +94,10 @@ def export_litert(
     from slimkit.runtime.litert import LiteRTRunner
 
     delegation = LiteRTRunner(path, threads=1).delegation()
-    if delegation.outside:
-        logger.warning("litert: %s: %s", path.name, delegation.summary())
-    size = path.stat().st_size
-    logger.info(
-        "exported %s to %s (%d bytes, batch %d, %s)",
-        type(model).__name__,
+    return finish_export(
+        model,
         path,
-        size,
-        batch_size,
-        delegation.summary(),
-    )
-    return EdgeExportResult(
-        path=path,
-        format="tflite",
-        file_bytes=size,
+        fmt="tflite",
         batch_size=batch_size,
         quantizer=quantizer,
         delegation=delegation,

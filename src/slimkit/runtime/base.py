@@ -137,6 +137,18 @@ def run_in_fixed_batches(
     return np.concatenate(outputs, axis=0)
 
 
+def check_identifier(path: Path, runtime: str, identifier: bytes, fmt: str, what: str) -> None:
+    """Refuse a file whose flatbuffer identifier (bytes 4-8) is not ``identifier``, in one line
+    naming the file, what was found and how to make the right one."""
+    with path.open("rb") as handle:
+        head = handle.read(8)
+    if head[4:8] != identifier:
+        raise RuntimeLoadError(
+            f"{runtime}: {path} is not {what} (identifier {head[4:8]!r}, expected "
+            f"{identifier!r}); export it with format='{fmt}'"
+        )
+
+
 def first_line(error: BaseException, limit: int = 200) -> str:
     """The first line of an exception's message (or its type name), cut to ``limit`` characters."""
     text = str(error).strip()

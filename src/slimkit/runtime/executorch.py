@@ -23,7 +23,13 @@ from typing import Any
 import numpy as np
 
 from slimkit.errors import ConfigError, MissingDependencyError, RuntimeLoadError
-from slimkit.runtime.base import Runner, first_line, register_runtime, run_in_fixed_batches
+from slimkit.runtime.base import (
+    Runner,
+    check_identifier,
+    first_line,
+    register_runtime,
+    run_in_fixed_batches,
+)
 from slimkit.runtime.delegation import DelegationReport, count_names
 
 logger = logging.getLogger(__name__)
@@ -62,13 +68,7 @@ class ExecuTorchRunner(Runner):
 
     def _load(self) -> None:
         runtime = import_executorch_runtime()
-        with self.path.open("rb") as handle:
-            head = handle.read(8)
-        if head[4:8] != PTE_IDENTIFIER:
-            raise RuntimeLoadError(
-                f"executorch: {self.path} is not a .pte program (identifier {head[4:8]!r}, "
-                f"expected {PTE_IDENTIFIER!r}); export it with format='pte'"
-            )
+        check_identifier(self.path, self.name, PTE_IDENTIFIER, "pte", "a .pte program")
         self._set_threads()
         try:
             program = runtime.Runtime.get().load_program(self.path)

@@ -20,7 +20,13 @@ from typing import Any
 import numpy as np
 
 from slimkit.errors import ConfigError, MissingDependencyError, RuntimeLoadError
-from slimkit.runtime.base import Runner, first_line, register_runtime, run_in_fixed_batches
+from slimkit.runtime.base import (
+    Runner,
+    check_identifier,
+    first_line,
+    register_runtime,
+    run_in_fixed_batches,
+)
 from slimkit.runtime.delegation import DelegationReport, count_names
 
 logger = logging.getLogger(__name__)
@@ -65,13 +71,7 @@ class LiteRTRunner(Runner):
 
     def _load(self) -> None:
         interpreter = import_litert_interpreter()
-        with self.path.open("rb") as handle:
-            head = handle.read(8)
-        if head[4:8] != TFLITE_IDENTIFIER:
-            raise RuntimeLoadError(
-                f"litert: {self.path} is not a .tflite file (identifier {head[4:8]!r}, "
-                f"expected {TFLITE_IDENTIFIER!r}); export it with format='tflite'"
-            )
+        check_identifier(self.path, self.name, TFLITE_IDENTIFIER, "tflite", "a .tflite file")
         try:
             self.interpreter = interpreter.Interpreter(
                 model_path=str(self.path), num_threads=self.threads

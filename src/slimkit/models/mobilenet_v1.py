@@ -53,7 +53,27 @@ def check_dropout(value: float) -> float:
     return float(value)
 
 
-class MobileNetV1(nn.Module):
+class PooledClassifierNet(nn.Module):
+    """What the MobileNets share after their feature stages: global average pool → dropout →
+    linear. Subclasses build ``self.features`` and call :meth:`build_head`."""
+
+    features: nn.Sequential
+
+    def build_head(self, channels: int, num_classes: int, dropout: float) -> None:
+        """The head on ``channels`` features (attribute names kept stable for checkpoints)."""
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.dropout = nn.Dropout(check_dropout(dropout)) if dropout > 0 else None
+        self.classifier = nn.Linear(channels, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # (N, C, H, W) -> features (N, c, H/s, W/s) -> pooled (N, c) -> logits (N, classes)
+        x = self.pool(self.features(x)).flatten(1)
+        if self.dropout is not None:
+            x = self.dropout(x)
+        return self.classifier(x)
+
+
+class MobileNetV1(PooledClassifierNet):
     """Stem conv 3x3 → depthwise-separable stages → global average pool → dropout → linear.
 
     Args:
@@ -98,16 +118,7 @@ class MobileNetV1(nn.Module):
                 blocks.append(DepthwiseSeparableConv(channels, out, stride if index == 0 else 1))
                 channels = out
         self.features = nn.Sequential(*blocks)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.dropout = nn.Dropout(check_dropout(dropout)) if dropout > 0 else None
-        self.classifier = nn.Linear(channels, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # (N, C, H, W) -> features (N, c, H/s, W/s) -> pooled (N, c) -> logits (N, classes)
-        x = self.pool(self.features(x)).flatten(1)
-        if self.dropout is not None:
-            x = self.dropout(x)
-        return self.classifier(x)
+        self.build_head(channels, num_classes, dropout)
 
 
 @register_model(

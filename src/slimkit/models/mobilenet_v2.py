@@ -17,11 +17,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-import torch
 from torch import nn
 
 from slimkit.layers import ConvBNAct, InvertedResidual, make_divisible
-from slimkit.models.mobilenet_v1 import check_dropout, check_multiplier
+from slimkit.models.mobilenet_v1 import PooledClassifierNet, check_multiplier
 from slimkit.models.registry import register_model
 
 # (expansion t, output channels c, blocks n, stride of the first block s), as in Table 2
@@ -42,7 +41,7 @@ SMALL_SETTINGS: tuple[tuple[float, int, int, int], ...] = (
 )
 
 
-class MobileNetV2(nn.Module):
+class MobileNetV2(PooledClassifierNet):
     """Stem conv 3x3 → inverted residual stages → 1x1 conv → global average pool → linear.
 
     Args:
@@ -99,16 +98,7 @@ class MobileNetV2(nn.Module):
         last = make_divisible(last_channels * max(1.0, alpha), divisor)
         blocks.append(ConvBNAct(channels, last, 1, activation=activation))
         self.features = nn.Sequential(*blocks)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.dropout = nn.Dropout(check_dropout(dropout)) if dropout > 0 else None
-        self.classifier = nn.Linear(last, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # (N, C, H, W) -> features (N, last, H/s, W/s) -> pooled (N, last) -> (N, classes)
-        x = self.pool(self.features(x)).flatten(1)
-        if self.dropout is not None:
-            x = self.dropout(x)
-        return self.classifier(x)
+        self.build_head(last, num_classes, dropout)
 
 
 @register_model(

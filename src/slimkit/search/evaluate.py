@@ -163,6 +163,67 @@ def _is_float_module(model: nn.Module) -> bool:
         return False
 
 
+def _build_and_train(
+    plan: TrialPlan,
+    data: Dataset,
+    seed: int,
+    teacher: str | nn.Module | None,
+    on_epoch: EpochHook | None,
+    tell: Callable[[str], None],
+) -> nn.Module:
+    """The plan's model, built and trained (or distilled) with its training config."""
+    train_config = TrainConfig.from_dict({**plan.train, "seed": seed})
+    torch.manual_seed(seed)
+    model = create_model(
+        plan.model, input_shape=data.input_shape, num_classes=data.num_classes, **plan.model_kwargs
+    )
+    reporter = _EpochReporter(on_epoch)
+    if plan.distillation is not None:
+        tell(f"distilling {plan.model} ({train_config.epochs} epochs)")
+        config = _distillation_config(plan, train_config, teacher)
+        return compress(model, [config], data=data, callbacks=[reporter])
+    tell(f"training {plan.model} ({train_config.epochs} epochs)")
+    train(model, data, train_config, callbacks=[reporter])
+    return model
+
+
+def _candidate(
+    plan: TrialPlan,
+    name: str,
+    source: str,
+    record: Any,
+    stats: Any,
+    cost: Any,
+    path: Path,
+    *,
+    layers: list[dict[str, Any]],
+    details: dict[str, Any],
+) -> Candidate:
+    """The report's record of one measured plan."""
+    techniques = (
+        [{"technique": DISTILLATION, **(plan.distillation or {})}]
+        if plan.distillation is not None
+        else []
+    ) + [dict(t) for t in plan.techniques]
+    return Candidate(
+        name=name,
+        source=source,
+        techniques=techniques,
+        model={"name": plan.model, "kwargs": dict(plan.model_kwargs)},
+        training=dict(plan.train),
+        accuracy=record.accuracy,
+        latency_p50_ms=stats.p50_ms,
+        latency_p90_ms=stats.p90_ms,
+        file_bytes=record.file_bytes,
+        params=cost.params,
+        macs=cost.macs,
+        artifact=str(path.resolve()),
+        parity=record.parity.to_dict() if record.parity else None,
+        details={"val_accuracy": details.pop("val_accuracy"), "layers": layers, **details},
+        record=record.to_dict(),
+    )
+
+
 def evaluate_plan(
     plan: TrialPlan,
     data: Dataset,
@@ -202,25 +263,13 @@ def evaluate_plan(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    train_config = TrainConfig.from_dict({**plan.train, "seed": seed})
-    if trained is not None:
-        model = trained
-    else:
-        torch.manual_seed(seed)
-        model = create_model(
-            plan.model,
-            input_shape=data.input_shape,
-            num_classes=data.num_classes,
-            **plan.model_kwargs,
+    model = (
+        trained
+        if trained is not None
+        else _build_and_train(
+            plan, data, seed, teacher, on_epoch, lambda message: tell(f"{name}: {message}")
         )
-        reporter = _EpochReporter(on_epoch)
-        if plan.distillation is not None:
-            tell(f"{name}: distilling {plan.model} ({train_config.epochs} epochs)")
-            config = _distillation_config(plan, train_config, teacher)
-            model = compress(model, [config], data=data, callbacks=[reporter])
-        else:
-            tell(f"{name}: training {plan.model} ({train_config.epochs} epochs)")
-            train(model, data, train_config, callbacks=[reporter])
+    )
     float_model = model
     for entry in plan.techniques:
         tell(f"{name}: {entry['technique']}")
@@ -280,31 +329,16 @@ def evaluate_plan(
             "flash": getattr(exported, "flash_bytes", None),
         }
     metrics.update(mcu)
-    techniques = (
-        [{"technique": DISTILLATION, **(plan.distillation or {})}]
-        if plan.distillation is not None
-        else []
-    ) + [dict(t) for t in plan.techniques]
-    candidate = Candidate(
-        name=name,
-        source=source,
-        techniques=techniques,
-        model={"name": plan.model, "kwargs": dict(plan.model_kwargs)},
-        training=dict(plan.train),
-        accuracy=record.accuracy,
-        latency_p50_ms=stats.p50_ms,
-        latency_p90_ms=stats.p90_ms,
-        file_bytes=record.file_bytes,
-        params=cost.params,
-        macs=cost.macs,
-        artifact=str(path.resolve()),
-        parity=record.parity.to_dict() if record.parity else None,
-        details={
-            "val_accuracy": val_accuracy,
-            "layers": layer_details(float_model, bits=8 if quantized else 32),
-            "seconds": metrics["seconds"],
-            **{f"{k}_bytes": v for k, v in mcu.items()},
-        },
-        record=record.to_dict(),
+    candidate = _candidate(
+        plan,
+        name,
+        source,
+        record,
+        stats,
+        cost,
+        path,
+        layers=layer_details(float_model, bits=8 if quantized else 32),
+        details={"val_accuracy": val_accuracy, "seconds": metrics["seconds"]}
+        | {f"{k}_bytes": v for k, v in mcu.items()},
     )
     return candidate, metrics

@@ -100,16 +100,8 @@ def test_model_exports_with_parity(
     np.testing.assert_allclose(runner.run(batch), expected, atol=1e-4, rtol=1e-4)
 
 
-# Which compression techniques take each zoo model today. A technique that cannot take a model
-# must say so in one ConfigError naming the layer; tracked in issue 6 ("quantizes and prunes like
-# any other"): static int8 and channel pruning of attention and channel-shuffle layers.
-NOT_YET: dict[str, set[str]] = {
-    "shufflenet_small": {"static_int8", "channel_pruning"},
-    "vit_small": {"static_int8", "channel_pruning"},
-    "sequence_transformer": {"static_int8", "channel_pruning"},
-}
-
-
+# every zoo model takes every compression technique: attention, channel shuffle, hard-swish and
+# squeeze-excite quantize and prune like any other layer (issue 6)
 @pytest.mark.parametrize(
     "technique", ["static_int8", "dynamic_int8", "magnitude_pruning", "channel_pruning"]
 )
@@ -117,7 +109,6 @@ NOT_YET: dict[str, set[str]] = {
 def test_model_is_accepted_by_compression(
     name: str, shape: tuple[int, int, int], kwargs: dict[str, Any], technique: str
 ) -> None:
-    from slimkit.errors import ConfigError
     from slimkit.techniques import compress, config_from_dict
 
     if name in COUNTING_ONLY:
@@ -130,10 +121,6 @@ def test_model_is_accepted_by_compression(
         "channel_pruning": {"ratio": 0.5, "epochs": 0},
     }.get(technique, {})
     config = config_from_dict({"technique": technique, **options})
-    if technique in NOT_YET.get(name, set()):
-        with pytest.raises(ConfigError, match=r"layer '[^']+'"):
-            compress(model, [config], calibration_data=x)
-        return
     compressed = compress(model, [config], calibration_data=x)
     logits = compressed(x)
     assert logits.shape == (8, 10) and torch.isfinite(logits).all()

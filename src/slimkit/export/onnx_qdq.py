@@ -6,6 +6,9 @@ biases as int32 initializers with scale ``S_x · S_w``, each read through ``Dequ
 ONNX Runtime recognises these patterns and fuses them into integer kernels (``QLinearConv``,
 ``QGemm``, ``QLinearAdd``, ...); :func:`optimized_op_types` shows what it ran.
 
+Attention, embedding and channel-shuffle models add data movement, matrix products of two
+activations and float islands between Q/DQ pairs (:mod:`slimkit.export.onnx_qdq_ops`).
+
 The file is kept small without changing a number: zero points of 0 are left out where ONNX Runtime
 still fuses without them, per-tensor scales are scalars, equal constants are stored once, and names
 are short (only compute nodes carry a name: the layer's).
@@ -21,10 +24,11 @@ from typing import Any
 import numpy as np
 
 from slimkit.errors import ExportError
+from slimkit.export.onnx_qdq_ops import emit_op
 from slimkit.export.registry import ExportResult
 from slimkit.io import write_atomic
 from slimkit.techniques.quantize.graph import QOp
-from slimkit.techniques.quantize.model import QuantizedModel, bias_scale
+from slimkit.techniques.quantize.model import CNN_KINDS, QuantizedModel, bias_scale
 from slimkit.techniques.quantize.reference import integer_bias, integer_weight
 from slimkit.techniques.quantize.scheme import QParams
 
@@ -54,6 +58,8 @@ class _Builder:
         self.names: set[str] = set()
         self.constants: dict[tuple[str, tuple[int, ...], bytes], str] = {}
         self.quantized: dict[str, tuple[str, str, str]] = {}  # tensor → (q, scale, zero point)
+        self.stored: dict[str, tuple[str, str, str]] = {}  # int8 constant → (ints, scale, zp)
+        self.raw: dict[str, str] = {}  # exact tensor (token ids) → its ONNX name
         self.index = {op.output: i for i, op in enumerate(model.graph.ops)}
 
     def unique(self, base: str) -> str:
@@ -112,11 +118,28 @@ class _Builder:
         ONNX Runtime fuses a node with the Q/DQ around it into an integer kernel only when the pair
         belongs to that node alone (and converts int8 activations to uint8 pair by pair on x86).
         The activation zero point stays even when it is 0: its type sets QuantizeLinear's output
-        type.
+        type. A constant is stored as integers and only dequantized; an exact tensor is read as
+        it is.
         """
-        source, s, z = self.quantized[tensor]
+        if tensor in self.raw:
+            return self.raw[tensor]
         i = self.index[tensor]
+        if tensor in self.stored:
+            stored, s, z = self.stored[tensor]
+            return self.node("DequantizeLinear", [stored, s, z], f"d{i}")
+        source, s, z = self.quantized[tensor]
         q = self.node("QuantizeLinear", [source, s, z], f"q{i}")
+        return self.node("DequantizeLinear", [q, s, z], f"d{i}")
+
+    def rank(self, tensor: str) -> int:
+        """Number of dimensions of an IR tensor (2 when the graph does not record it)."""
+        meta = self.graph.tensors.get(tensor)
+        return meta.rank if meta is not None else 2
+
+    def requantized(self, name: str, params: QParams, i: int) -> str:
+        """``name`` through its own QuantizeLinear → DequantizeLinear pair with ``params``."""
+        s, z = self.scale(f"s{i}", params), self.zero_point(f"z{i}", params)
+        q = self.node("QuantizeLinear", [name, s, z], f"q{i}")
         return self.node("DequantizeLinear", [q, s, z], f"d{i}")
 
     def weight(self, op: QOp, i: int) -> str:
@@ -159,6 +182,16 @@ class _Builder:
         g = self.graph
         self.names.update({INPUT_NAME, OUTPUT_NAME})
         for i, op in enumerate(g.ops):
+            if op.kind == "input" and not op.quantized:
+                self.raw[op.output] = INPUT_NAME
+                continue
+            if (
+                op.kind not in (*CNN_KINDS, "input")
+                or not op.quantized
+                or (op.kind == "linear" and self.rank(op.inputs[0]) > 2)
+            ):
+                emit_op(self, i, op)
+                continue
             params = g.qparams[op.output]
             if op.kind == "input":
                 self.qdq(op.output, INPUT_NAME, params)

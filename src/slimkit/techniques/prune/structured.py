@@ -11,6 +11,9 @@ Importance of a channel (summed over the group's producers):
 - ``bn_scale``: ``|γ|`` of the batch norms in the group (network slimming: Liu et al. 2017);
 - ``taylor``: first-order Taylor estimate of the loss change, ``|Σ w · ∂L/∂w|`` over the
   channel's weights, on a few training batches (Molchanov et al. 2019).
+
+Channels the analysis ties together (the same in-group index of a grouped convolution or a channel
+shuffle) are kept or removed as whole units, ranked by their mean score.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import copy
 import fnmatch
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -66,16 +70,26 @@ def channel_importance(
             score += bn.weight.detach().abs() if bn.affine else torch.ones(group.size)
         return score
     for name in group.producers:
-        layer: Any = model.get_submodule(name)
-        weight = layer.weight.detach().reshape(group.size, -1)
+        weight = _output_rows(model.get_submodule(name))
         if importance == "l1":
             score += weight.abs().sum(dim=1)
         elif importance == "l2":
             score += weight.pow(2).sum(dim=1).sqrt()
         else:
             assert gradients is not None
-            score += (weight * gradients[name].reshape(group.size, -1)).sum(dim=1).abs()
+            rows = _output_rows(model.get_submodule(name), gradients[name])
+            score += (weight * rows).sum(dim=1).abs()
     return score
+
+
+def _output_rows(layer: nn.Module, tensor: torch.Tensor | None = None) -> torch.Tensor:
+    """A producer's weight (or a tensor shaped like it) as one row per output channel."""
+    weight = tensor if tensor is not None else layer.weight
+    assert isinstance(weight, torch.Tensor)
+    weight = weight.detach()
+    if isinstance(layer, nn.Embedding):  # (vocabulary, width): the channels are the columns
+        return weight.t()
+    return weight.reshape(weight.shape[0], -1)
 
 
 def taylor_gradients(
@@ -91,7 +105,8 @@ def taylor_gradients(
     grads = {
         name: module.weight.grad.detach().clone()
         for name, module in work.named_modules()
-        if isinstance(module, (nn.Conv2d, nn.Linear)) and module.weight.grad is not None
+        if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.Embedding))
+        and module.weight.grad is not None
     }
     work.zero_grad(set_to_none=True)
     work.eval()
@@ -106,10 +121,64 @@ def _slice(parameter: torch.Tensor | None, index: torch.Tensor, dim: int) -> nn.
     )
 
 
-def _consumer_index(use: Use, keep: torch.Tensor) -> torch.Tensor:
-    """Input columns of a consumer that read the kept channels (through flatten and concat)."""
-    columns = (keep[:, None] * use.expand + torch.arange(use.expand)[None, :]).reshape(-1)
-    return columns + use.offset * use.expand
+def _consumer_index(use: Use, channels: torch.Tensor) -> torch.Tensor:
+    """Input columns of a layer that hold ``channels`` of the group (through flatten, concat and
+    channel shuffle)."""
+    return use.columns(channels)
+
+
+def _slice_outputs(module: Any, keep: torch.Tensor) -> None:
+    """Keep output channels ``keep`` of a producer (conv, linear, embedding)."""
+    if isinstance(module, nn.Embedding):  # weight (vocabulary, width)
+        table: Any = module
+        table.weight = _slice(table.weight, keep, 1)
+        table.embedding_dim = len(keep)
+        return
+    module.weight = _slice(module.weight, keep, 0)
+    if getattr(module, "bias", None) is not None:
+        module.bias = _slice(module.bias, keep, 0)
+    if isinstance(module, nn.Linear):
+        module.out_features = len(keep)
+    else:
+        module.out_channels = len(keep)
+
+
+def _slice_inputs(module: Any, drop: set[int]) -> None:
+    """Remove input columns ``drop`` of a consumer; a grouped convolution loses the same in-group
+    columns from every group (the analysis ties them)."""
+    width = module.in_features if isinstance(module, nn.Linear) else module.in_channels
+    groups = getattr(module, "groups", 1)
+    per_group = width // groups
+    in_group = [{c % per_group for c in drop if c // per_group == g} for g in range(groups)]
+    if any(columns != in_group[0] for columns in in_group):
+        raise RuntimeError(
+            f"channel pruning would remove different input channels from the groups of a grouped "
+            f"convolution ({sorted(drop)}); this is a bug of the dependency analysis"
+        )
+    keep = torch.tensor([c for c in range(per_group) if c not in in_group[0]], dtype=torch.long)
+    module.weight = _slice(module.weight, keep, 1)
+    if isinstance(module, nn.Linear):
+        module.in_features = len(keep)
+    else:
+        module.in_channels = len(keep) * groups
+
+
+def _slice_carrier(module: Any, role: str, drop: set[int]) -> None:
+    """Remove channels ``drop`` from a depthwise convolution or a batch norm."""
+    width = module.num_features if role == "batch_norm" else module.out_channels
+    keep = torch.tensor([c for c in range(width) if c not in drop], dtype=torch.long)
+    if role == "depthwise":
+        module.weight = _slice(module.weight, keep, 0)
+        if module.bias is not None:
+            module.bias = _slice(module.bias, keep, 0)
+        module.in_channels = module.out_channels = module.groups = len(keep)
+        return
+    if module.affine:
+        module.weight = _slice(module.weight, keep, 0)
+        module.bias = _slice(module.bias, keep, 0)
+    module.running_mean = module.running_mean.index_select(0, keep).clone()
+    module.running_var = module.running_var.index_select(0, keep).clone()
+    module.num_features = len(keep)
 
 
 def apply_channel_selection(
@@ -117,51 +186,46 @@ def apply_channel_selection(
 ) -> nn.Module:
     """Slice every layer of each group to its kept channels, in place; returns ``model``.
 
-    A consumer that reads several groups (after a concatenation) loses the columns of every
-    group's dropped channels and keeps all others.
+    A layer that reads several groups (after a concatenation) loses the positions of every group's
+    dropped channels and keeps all others; after a channel shuffle, the positions are those the
+    shuffle moved the channels to.
     """
-    consumer_drop: dict[str, list[torch.Tensor]] = {}
+    drops: dict[tuple[str, str], list[torch.Tensor]] = {}
     for group, keep in selections:
         keep = torch.sort(keep).values
-        dropped = torch.tensor(
-            [c for c in range(group.size) if c not in set(keep.tolist())], dtype=torch.long
-        )
+        kept = set(keep.tolist())
+        dropped = torch.tensor([c for c in range(group.size) if c not in kept], dtype=torch.long)
         for use in group.uses:
-            module: Any = model.get_submodule(use.layer)
             if use.role == "producer":
-                module.weight = _slice(module.weight, keep, 0)
-                if getattr(module, "bias", None) is not None:
-                    module.bias = _slice(module.bias, keep, 0)
-                if isinstance(module, nn.Conv2d):
-                    module.out_channels = len(keep)
-                else:
-                    module.out_features = len(keep)
-            elif use.role == "depthwise":
-                module.weight = _slice(module.weight, keep, 0)
-                if module.bias is not None:
-                    module.bias = _slice(module.bias, keep, 0)
-                module.in_channels = module.out_channels = module.groups = len(keep)
-            elif use.role == "batch_norm":
-                if module.affine:
-                    module.weight = _slice(module.weight, keep, 0)
-                    module.bias = _slice(module.bias, keep, 0)
-                module.running_mean = module.running_mean.index_select(0, keep).clone()
-                module.running_var = module.running_var.index_select(0, keep).clone()
-                module.num_features = len(keep)
-            else:  # consumer
-                if len(dropped):
-                    consumer_drop.setdefault(use.layer, []).append(_consumer_index(use, dropped))
-    for name, dropped_columns in consumer_drop.items():
-        consumer: Any = model.get_submodule(name)
-        width = consumer.weight.shape[1]
-        drop = set(torch.cat(dropped_columns).tolist())
-        keep_columns = torch.tensor([c for c in range(width) if c not in drop], dtype=torch.long)
-        consumer.weight = _slice(consumer.weight, keep_columns, 1)
-        if isinstance(consumer, nn.Conv2d):
-            consumer.in_channels = len(keep_columns)
+                _slice_outputs(model.get_submodule(use.layer), keep)
+            elif len(dropped):
+                drops.setdefault((use.layer, use.role), []).append(use.columns(dropped))
+    for (name, role), columns in drops.items():
+        drop = set(torch.cat(columns).tolist())
+        if role == "consumer":
+            _slice_inputs(model.get_submodule(name), drop)
         else:
-            consumer.in_features = len(keep_columns)
+            _slice_carrier(model.get_submodule(name), role, drop)
     return model
+
+
+def _keep_units(
+    group: ChannelGroup, score: torch.Tensor, ratio: float, round_to: int
+) -> torch.Tensor | None:
+    """The channels of the best units of tied channels (``None``: keep them all)."""
+    units = group.channel_units()
+    sizes = {len(unit) for unit in units}
+    step = math.lcm(round_to, *sizes) if len(sizes) == 1 else round_to
+    keep_count = min(group.size, max(step, round(group.size * (1 - ratio) / step) * step))
+    unit_scores = torch.stack([score[list(unit)].mean() for unit in units])
+    kept: list[int] = []
+    for index in torch.argsort(unit_scores, descending=True, stable=True).tolist():
+        if len(kept) >= keep_count:
+            break
+        kept += units[index]
+    if len(kept) >= group.size:
+        return None
+    return torch.tensor(kept, dtype=torch.long)
 
 
 def select_channels(
@@ -174,7 +238,11 @@ def select_channels(
     round_to: int = 1,
     gradients: dict[str, torch.Tensor] | None = None,
 ) -> list[tuple[ChannelGroup, torch.Tensor]]:
-    """For each prunable group in scope: the indices of the channels to keep."""
+    """For each prunable group in scope: the indices of the channels to keep.
+
+    Tied channels (grouped convolutions, channel shuffles) are kept or removed as whole units,
+    ranked by their mean score.
+    """
     selections = []
     for group in groups:
         if not group.prunable:
@@ -182,6 +250,12 @@ def select_channels(
         if scope and not any(
             fnmatch.fnmatch(p, pattern) for p in group.producers for pattern in scope
         ):
+            continue
+        if group.units:
+            score = channel_importance(model, group, importance, gradients)
+            units_kept = _keep_units(group, score, ratio, round_to)
+            if units_kept is not None:
+                selections.append((group, units_kept))
             continue
         keep_count = max(round_to, round(group.size * (1 - ratio) / round_to) * round_to)
         keep_count = min(keep_count, group.size)

@@ -1,10 +1,12 @@
 """Calibration: observe activations on calibration data and fix every tensor's scale.
 
-Tensors produced by ``input``, ``conv``, ``linear``, ``add`` and average pooling get their own
-parameters from an observer; max pooling, flatten and a standalone ReLU keep their input's (they
-only move or clamp integers). Weights are symmetric int8, per channel or per tensor. Empirical bias
-correction (Nagel et al. 2019, §4.2) then removes the mean output shift that weight rounding
-causes in each layer.
+Tensors produced by ``input``, ``conv``, ``linear``, ``add``, average pooling, ``matmul`` and the
+float islands get their own parameters from an observer (constants from their min and max); max
+pooling, flatten, a standalone ReLU and the data movements keep their input's (they only move or
+clamp integers), and a concatenation's inputs and output share one range, the union of theirs.
+Exact tensors (token ids) have none. Weights (an embedding's table too) are symmetric int8, per
+channel or per tensor. Empirical bias correction (Nagel et al. 2019, §4.2) then removes the mean
+output shift that weight rounding causes in each layer.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Callable
 import torch
 
 from slimkit.errors import ConfigError
-from slimkit.techniques.quantize.graph import QGraph, QOp
+from slimkit.techniques.quantize.ir import QGraph, QOp, shared_qparams_groups
 from slimkit.techniques.quantize.model import OWN_QPARAMS, apply_op, quantized_weight, run_float
 from slimkit.techniques.quantize.observers import Observer, create_observer
 from slimkit.techniques.quantize.scheme import activation_qparams, weight_qparams
@@ -77,13 +79,17 @@ def calibrate(
         progress: ``progress(done, total)`` after each batch.
     """
     observers: dict[str, Observer] = {
-        op.output: create_observer(method, **(method_options or {}))
+        op.output: create_observer(
+            "minmax" if op.kind == "constant" else method,
+            **({} if op.kind == "constant" else method_options or {}),
+        )
         for op in graph.ops
-        if op.kind in OWN_QPARAMS
+        if op.kind in OWN_QPARAMS and op.quantized
     }
     # the network's input and output are observed with min-max whatever the method: clipping the
     # input throws away what the data holds, and clipping the logits ties the top classes
-    observers[graph.ops[0].output] = create_observer("minmax")
+    if graph.ops[0].quantized:
+        observers[graph.ops[0].output] = create_observer("minmax")
     observers[graph.output] = create_observer("minmax")
 
     def visit(op: QOp, y: torch.Tensor) -> None:
@@ -96,12 +102,24 @@ def calibrate(
             run_float(graph, batch, visit)
             if progress is not None:
                 progress(done, len(batches))
+    # one range per group of tensors that share their parameters (a single observed tensor and
+    # the pass-through ops after it; or all the inputs of a concatenation)
+    groups = shared_qparams_groups(graph)
+    ranges: dict[str, tuple[float, float]] = {}
     for op in graph.ops:
         if op.output in observers:
             low, high = observers[op.output].compute_range()
-            graph.qparams[op.output] = activation_qparams(low, high, activation_dtype)
-        else:
-            graph.qparams[op.output] = graph.qparams[op.inputs[0]]
+            root = groups[op.output]
+            if root in ranges:
+                low, high = min(low, ranges[root][0]), max(high, ranges[root][1])
+            ranges[root] = (low, high)
+    shared = {
+        root: activation_qparams(low, high, activation_dtype)
+        for root, (low, high) in ranges.items()
+    }
+    for op in graph.ops:
+        if op.quantized:
+            graph.qparams[op.output] = shared[groups[op.output]]
         if op.weight is not None:
             op.weight_qparams = weight_qparams(op.weight.numpy(), per_channel=per_channel)
     graph.activation_dtype = activation_dtype
@@ -135,11 +153,13 @@ def correct_bias(graph: QGraph, calibration_data: torch.Tensor, *, batch_size: i
                 x = values[op.inputs[0]]
                 exact = apply_op(op, [x], op.weight, None)
                 rounded = apply_op(op, [x], quantized_weight(op), None)
-                shift = exact - rounded  # (N, C, ...) → mean over all but the channel axis
-                dims = [d for d in range(shift.dim()) if d != 1]
+                # conv (N, C, ...), linear (..., C) → mean over all but the channel axis
+                shift = exact - rounded
+                axis = 1 if op.kind == "conv" else shift.dim() - 1
+                dims = [d for d in range(shift.dim()) if d != axis]
                 total = shift.sum(dim=dims)
                 sums[op.output] = sums[op.output] + total if op.output in sums else total
-                counts[op.output] = counts.get(op.output, 0) + shift.numel() // shift.shape[1]
+                counts[op.output] = counts.get(op.output, 0) + shift.numel() // shift.shape[axis]
     for op in layers:
         delta = sums[op.output] / counts[op.output]
         op.bias = (op.bias if op.bias is not None else torch.zeros_like(delta)) + delta

@@ -2,18 +2,23 @@
 
 The model is traced with ``torch.fx``; batch norms are folded into the convolution or linear layer
 before them; each supported operation becomes one :class:`QOp` of a small intermediate
-representation (IR) whose tensors carry quantization parameters. The IR is what every consumer of
-a quantized model reads: the simulated (fake-quant) model, the integer reference executor and the
-ONNX QDQ exporter. Supported: Conv2d (any groups, so depthwise too), Linear, ReLU/ReLU6 (fused into
-the op before them when possible), max and average pooling, adaptive average pooling, flatten /
-reshape, addition, dropout and identity (removed). Anything else is an error naming the layer.
+representation (IR, :mod:`slimkit.techniques.quantize.ir`) whose tensors carry quantization
+parameters. The IR is what every consumer of a quantized model reads: the simulated (fake-quant)
+model, the integer reference executor and the ONNX QDQ exporter. Supported: Conv2d (any groups, so
+depthwise too), Linear, ReLU/ReLU6 (fused into the op before them when possible), max and average
+pooling, adaptive average pooling, flatten, addition, dropout and identity (removed), and, lowered
+by :mod:`slimkit.techniques.quantize.lowering`: reshapes, transposes, indexing, chunk/split and
+concatenation (channel shuffle), matrix products of two activations, and the float islands (layer
+norm, softmax, GELU, hard-swish, hard-sigmoid, sigmoid, tanh, SiLU, ELU, element-wise arithmetic,
+mean and sum over dimensions, embedding lookups, parameters used directly). Anything else is an
+error naming the layer.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import operator
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -22,47 +27,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from slimkit.errors import ConfigError
-from slimkit.techniques.quantize.scheme import QParams
+from slimkit.techniques.quantize.ir import EXACT_KINDS, FLOAT_ISLANDS, QGraph, QOp
+from slimkit.techniques.quantize.lowering import lower_node
+from slimkit.techniques.quantize.shapes import TensorMeta, TracedValues, exact_tensors
+
+__all__ = ["QGraph", "QOp", "build_graph", "fold_batch_norm", "trace"]
 
 RELU_MODULES = (nn.ReLU, nn.ReLU6)
 PASS_THROUGH_MODULES = (nn.Dropout, nn.Identity)
-
-
-@dataclass
-class QOp:
-    """One operation of the quantized graph.
-
-    ``kind`` is one of ``input``, ``conv``, ``linear``, ``relu``, ``maxpool``, ``avgpool``,
-    ``adaptive_avgpool``, ``flatten``, ``add``. ``inputs`` name the tensors it reads, ``output`` the
-    one it writes; ``activation`` is a fused ``relu``/``relu6`` or None; ``attrs`` hold layer
-    settings (stride, padding, ...); ``weight``/``bias`` are float tensors (BN already folded).
-    """
-
-    kind: str
-    name: str
-    inputs: list[str]
-    output: str
-    layer: str = ""
-    activation: str | None = None
-    attrs: dict[str, Any] = field(default_factory=dict)
-    weight: torch.Tensor | None = None
-    bias: torch.Tensor | None = None
-    weight_qparams: QParams | None = None
-
-
-@dataclass
-class QGraph:
-    """The IR: ops in execution order, and each tensor's quantization parameters."""
-
-    ops: list[QOp]
-    qparams: dict[str, QParams]
-    input_shape: tuple[int, ...]
-    output: str
-    activation_dtype: str = "int8"
-
-    def op(self, name: str) -> QOp:
-        """The op that writes tensor ``name``."""
-        return next(op for op in self.ops if op.output == name)
 
 
 def fold_batch_norm(conv: nn.Module, bn: nn.BatchNorm1d | nn.BatchNorm2d) -> nn.Module:
@@ -137,6 +109,9 @@ def build_graph(
     alias: dict[str, str] = {}  # node name → tensor name (for removed pass-through nodes)
     fused: set[str] = set()
     output_name = ""
+    values = TracedValues(gm, tuple(input_shape))
+    exact = exact_tensors(gm, values)
+    tensors: dict[str, TensorMeta] = {}
 
     def source(arg: Any) -> str:
         if not isinstance(arg, fx.Node):
@@ -147,17 +122,26 @@ def build_graph(
         if node.name in fused:
             continue
         module = _module(gm, node)
-        if node.op == "placeholder":
-            ops.append(QOp("input", node.name, [], node.name))
-            continue
         if node.op == "output":
             output_name = source(node.args[0])
             continue
+        if not values.is_tensor(node):
+            continue  # a scalar computed from shapes, or a tuple that getitem reads
+        tensors[node.name] = values.meta(node)
+        count = len(ops)
+        if node.op == "placeholder":
+            ops.append(QOp("input", node.name, [], node.name))
+            _check_domain(ops[-1], node.name not in exact, ops)
+            continue
         if node.op == "get_attr":
-            raise ConfigError(
-                f"int8 quantization does not support parameters used directly ({node.target})"
-            )
+            value: Any = functools.reduce(getattr, str(node.target).split("."), gm)
+            attrs = {"value": value.detach().clone()}
+            ops.append(QOp("constant", node.name, [], node.name, str(node.target), None, attrs))
+            _check_domain(ops[-1], node.name not in exact, ops)
+            continue
         layer = str(node.target) if node.op == "call_module" else node.name
+        two_tensors = len(node.args) == 2 and all(values.is_tensor(a) for a in node.args)
+        integer_add = node.target in (operator.add, torch.add) and two_tensors
         if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
             raise ConfigError(
                 f"batch norm {layer!r} does not follow a Conv2d or Linear layer it can fold into; "
@@ -177,7 +161,8 @@ def build_graph(
         if (
             len(users) == 1
             and _is_relu(gm, users[0])
-            and (is_layer or node.target in (operator.add, torch.add))
+            and (is_layer or integer_add)
+            and node.name not in exact
         ):
             activation = _is_relu(gm, users[0])
             fused.add(users[0].name)
@@ -282,29 +267,11 @@ def build_graph(
                     f"layer {layer!r}: int8 adaptive average pooling supports output size 1"
                 )
             ops.append(QOp("adaptive_avgpool", node.name, [source(node.args[0])], node.name, layer))
-        elif isinstance(module, nn.Flatten) or node.target in (
-            torch.flatten,
-            "flatten",
-            "view",
-            "reshape",
-        ):
-            start = module.start_dim if isinstance(module, nn.Flatten) else 1
-            if node.target in ("view", "reshape") and not (
-                len(node.args) == 3 and node.args[2] == -1
-            ):
-                raise ConfigError(
-                    f"layer {layer!r}: int8 quantization supports view/reshape to (N, -1) only"
-                )
-            if node.target in (torch.flatten, "flatten") and len(node.args) > 1:
-                start = int(node.args[1])
-            if start != 1:
-                raise ConfigError(
-                    f"layer {layer!r}: int8 quantization supports flatten from dim 1 only"
-                )
+        elif _flattens_from_dim_1(node, module):
             ops.append(QOp("flatten", node.name, [source(node.args[0])], node.name, layer))
         elif isinstance(module, PASS_THROUGH_MODULES):
             alias[node.name] = source(node.args[0])
-        elif node.target in (operator.add, torch.add) and len(node.args) == 2:
+        elif integer_add:
             ops.append(
                 QOp(
                     "add",
@@ -316,14 +283,65 @@ def build_graph(
                 )
             )
         else:
-            what = (
-                type(module).__name__
-                if module is not None
-                else getattr(node.target, "__name__", str(node.target))
-            )
+            lowered = lower_node(gm, node, values, source, layer)
+            if isinstance(lowered, str):
+                alias[node.name] = lowered
+            elif lowered is not None:
+                ops.append(lowered)
+            else:
+                what = (
+                    type(module).__name__
+                    if module is not None
+                    else getattr(node.target, "__name__", str(node.target))
+                )
+                raise ConfigError(
+                    f"layer {layer!r} ({what}) has no int8 implementation in slimkit; "
+                    "supported: Conv2d, Linear, ReLU, ReLU6, MaxPool2d, AvgPool2d, "
+                    "AdaptiveAvgPool2d(1), Flatten, add, BatchNorm (folded), Dropout, reshapes, "
+                    "transposes, indexing, chunk/split, cat, matmul, LayerNorm, softmax, GELU, "
+                    "Hardswish, Hardsigmoid, Sigmoid, Tanh, SiLU, ELU, mul/div/sub/pow, mean, sum, "
+                    "Embedding, parameters used directly"
+                )
+        for op in ops[count:]:
+            _check_domain(op, node.name not in exact, ops)
+    output_op = next((op for op in ops if op.output == output_name), None)
+    if output_op is None or not output_op.quantized:
+        raise ConfigError(
+            f"the model's output {output_name!r} is not a quantizable tensor (int8 quantization "
+            "needs float logits computed from the input)"
+        )
+    graph = QGraph(ops=ops, qparams={}, input_shape=tuple(input_shape), output=output_name)
+    graph.tensors = {op.output: tensors[op.output] for op in ops}
+    return graph
+
+
+def _flattens_from_dim_1(node: fx.Node, module: nn.Module | None) -> bool:
+    """``nn.Flatten()``, ``torch.flatten(x, 1)``, ``x.flatten(1)`` or ``x.view(n, -1)``."""
+    if isinstance(module, nn.Flatten):
+        return bool(module.start_dim == 1 and module.end_dim == -1)
+    if node.op == "call_module":
+        return False
+    if node.target in (torch.flatten, "flatten"):
+        start = node.args[1] if len(node.args) > 1 else node.kwargs.get("start_dim", 0)
+        end = node.args[2] if len(node.args) > 2 else node.kwargs.get("end_dim", -1)
+        return bool(start == 1 and end == -1)
+    return bool(node.target in ("view", "reshape") and len(node.args) == 3 and node.args[2] == -1)
+
+
+def _check_domain(op: QOp, quantized: bool, ops: list[QOp]) -> None:
+    """Mark ``op`` quantized or exact and check that its kind and inputs allow it."""
+    op.quantized = quantized
+    what = op.layer or op.name
+    if not quantized and op.kind not in EXACT_KINDS:
+        raise ConfigError(
+            f"layer {what!r} ({op.kind}) only feeds an integer computation (such as token ids); "
+            "int8 quantization carries such tensors exactly through element-wise arithmetic and "
+            "data movement only"
+        )
+    if quantized and op.kind not in (*FLOAT_ISLANDS, "input", "constant"):
+        exact_inputs = [o.output for o in ops if o.output in op.inputs and not o.quantized]
+        if exact_inputs:
             raise ConfigError(
-                f"layer {layer!r} ({what}) has no int8 implementation in slimkit; "
-                "supported: Conv2d, Linear, ReLU, ReLU6, MaxPool2d, AvgPool2d, "
-                "AdaptiveAvgPool2d(1), Flatten, add, BatchNorm (folded), Dropout"
+                f"layer {what!r} ({op.kind}) reads the integer tensor {exact_inputs[0]!r}; "
+                "int8 quantization reads integer tensors only in embeddings and float operations"
             )
-    return QGraph(ops=ops, qparams={}, input_shape=tuple(input_shape), output=output_name)

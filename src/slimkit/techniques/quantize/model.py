@@ -3,8 +3,10 @@
 :class:`QuantizedModel` is an ``nn.Module`` over a :class:`QGraph`. Its ``forward`` simulates the
 integer model exactly as the integer kernels compute it, up to the rounding of the fixed-point
 requantization: activations are rounded and clamped to their integer grid at every quantized
-tensor, weights are int8, biases int32. ``run_float`` executes the same graph without quantization,
-which calibration uses.
+tensor, weights are int8, biases int32. Float islands (layer norm, softmax, ...) run in float on
+the fake-quantized inputs and their output is rounded to its own grid; exact tensors (token ids)
+are computed as they are. ``run_float`` executes the same graph without quantization, which
+calibration uses.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from slimkit.techniques.quantize.graph import QGraph, QOp
+from slimkit.techniques.quantize.ir import OWN_QPARAMS, QGraph, QOp
 from slimkit.techniques.quantize.scheme import QParams, dequantize, quantize
+from slimkit.techniques.quantize.tensor_ops import apply_tensor_op
 
-OWN_QPARAMS = ("input", "conv", "linear", "add", "avgpool", "adaptive_avgpool")
+__all__ = ["OWN_QPARAMS", "QuantizedModel", "apply_op", "run_float", "run_simulated"]
+CNN_KINDS = ("conv", "linear", "maxpool", "avgpool", "adaptive_avgpool", "flatten", "add", "relu")
 
 
 def fake_quantize(
@@ -46,7 +50,8 @@ def activation_bounds(op: QOp, params: QParams) -> tuple[int, int]:
 
 
 def integer_weight(op: QOp) -> np.ndarray:
-    """The int8 weight of a conv/linear op (int64 array), rounded in float32 as ONNX would."""
+    """The int8 weight of a conv/linear/embedding op (int64 array), rounded in float32 as ONNX
+    would."""
     assert op.weight is not None and op.weight_qparams is not None
     return quantize(op.weight.detach().float().numpy(), op.weight_qparams)
 
@@ -86,6 +91,8 @@ def apply_op(
     op: QOp, args: list[torch.Tensor], weight: torch.Tensor | None, bias: torch.Tensor | None
 ) -> torch.Tensor:
     """The float computation of one op (activation not applied)."""
+    if op.kind not in CNN_KINDS:
+        return apply_tensor_op(op, args, weight)
     x = args[0]
     if op.kind == "conv":
         a = op.attrs
@@ -109,7 +116,8 @@ def apply_op(
     raise AssertionError(f"unknown op kind {op.kind}")
 
 
-def _float_activation(op: QOp, y: torch.Tensor) -> torch.Tensor:
+def apply_activation(op: QOp, y: torch.Tensor) -> torch.Tensor:
+    """``op``'s fused ReLU/ReLU6 in float (``y`` itself when it has none)."""
     if op.activation == "relu":
         return F.relu(y)
     if op.activation == "relu6":
@@ -126,7 +134,7 @@ def run_float(
         if op.kind == "input":
             y = x
         else:
-            y = _float_activation(
+            y = apply_activation(
                 op, apply_op(op, [values[name] for name in op.inputs], op.weight, op.bias)
             )
         values[op.output] = y
@@ -139,18 +147,22 @@ def run_simulated(graph: QGraph, x: torch.Tensor) -> torch.Tensor:
     """Execute the IR with int8 simulation; returns the dequantized output."""
     values: dict[str, torch.Tensor] = {}
     for op in graph.ops:
-        params = graph.qparams[op.output]
         if op.kind == "input":
-            values[op.output] = fake_quantize(x, params)
+            values[op.output] = fake_quantize(x, graph.qparams[op.output]) if op.quantized else x
             continue
         args = [values[name] for name in op.inputs]
         if op.kind in ("conv", "linear"):
             y = apply_op(
                 op, args, quantized_weight(op), quantized_bias(op, graph.qparams[op.inputs[0]])
             )
+        elif op.kind == "embedding":
+            y = apply_op(op, args, quantized_weight(op), None)
         else:
             y = apply_op(op, args, None, None)
-        if op.kind in OWN_QPARAMS or op.kind == "relu":
+        if not op.quantized:
+            y = apply_activation(op, y)  # an exact tensor: computed as it is
+        elif op.kind in OWN_QPARAMS or op.kind == "relu":
+            params = graph.qparams[op.output]
             low, high = activation_bounds(op, params)
             y = fake_quantize(y, params, low=low, high=high)
         values[op.output] = y

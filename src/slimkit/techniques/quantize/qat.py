@@ -26,7 +26,12 @@ from slimkit.data import Dataset
 from slimkit.errors import ConfigError, check_choice
 from slimkit.techniques.quantize.calibrate import calibrate, check_calibration_data
 from slimkit.techniques.quantize.graph import QGraph, QOp, build_graph, fold_batch_norm, trace
-from slimkit.techniques.quantize.model import OWN_QPARAMS, QuantizedModel, apply_op
+from slimkit.techniques.quantize.model import (
+    OWN_QPARAMS,
+    QuantizedModel,
+    apply_op,
+    quantized_weight,
+)
 from slimkit.techniques.quantize.observers import list_observers
 from slimkit.techniques.quantize.scheme import (
     WEIGHT_RANGE,
@@ -242,7 +247,7 @@ class QATModel(nn.Module):
             key = op.output
             if op.kind in ("conv", "linear"):
                 self.layers[key] = QATLayer(op, per_channel=per_channel, learn_scale=learn_scales)
-            if op.kind in OWN_QPARAMS:
+            if op.kind in OWN_QPARAMS and op.quantized:
                 fq = ActivationFakeQuant(graph.qparams[op.output], learn_scale=learn_scales)
                 if op.activation in ("relu", "relu6"):
                     fq.floor = 0
@@ -261,7 +266,8 @@ class QATModel(nn.Module):
             elif op.output in self.layers:
                 y = self.layers[op.output](values[op.inputs[0]])
             else:
-                y = apply_op(op, [values[name] for name in op.inputs], None, None)
+                weight = quantized_weight(op) if op.kind == "embedding" else None
+                y = apply_op(op, [values[name] for name in op.inputs], weight, None)
                 if op.kind == "relu":
                     y = F.relu6(y) if op.activation == "relu6" else F.relu(y)
             if op.output in self.quantizers:
@@ -292,6 +298,12 @@ def prepare_qat(
     calibration_data = check_calibration_data(calibration_data, input_shape)
     graph = build_graph(trace(model), input_shape, fold_bn=False)
     model.train(was_training)
+    concat = next((op for op in graph.ops if op.kind == "concat" and op.quantized), None)
+    if concat is not None:
+        raise ConfigError(
+            f"layer {concat.layer or concat.name!r} (concat): quantization-aware training does not "
+            "support concatenation, whose inputs must share one scale; use static_int8"
+        )
     # calibrate on a BN-folded copy so the initial ranges are those of the deployed model
     folded = copy.deepcopy(graph)
     for op in folded.ops:
@@ -308,6 +320,9 @@ def prepare_qat(
         per_channel=per_channel,
     )
     graph.qparams = folded.qparams
+    for op, calibrated in zip(graph.ops, folded.ops, strict=True):
+        if op.kind == "embedding":  # a table: int8 weights, not trained
+            op.weight_qparams = calibrated.weight_qparams
     graph.activation_dtype = activation_dtype
     qat = QATModel(graph, per_channel=per_channel, learn_scales=learn_scales, spec=spec)
     return qat
@@ -339,7 +354,7 @@ def convert(qat: QATModel, config: object = None) -> QuantizedModel:
             fq = qat.quantizers[op.output]
             assert isinstance(fq, ActivationFakeQuant)
             graph.qparams[op.output] = fq.qparams()
-        elif op.kind != "input":
+        elif op.quantized and op.kind != "input":
             graph.qparams[op.output] = graph.qparams[op.inputs[0]]
     spec = getattr(qat, "slimkit_spec", None)
     return QuantizedModel(graph, config, spec)

@@ -28,7 +28,7 @@ from slimkit.export.onnx_qdq_ops import emit_op
 from slimkit.export.registry import ExportResult
 from slimkit.io import write_atomic
 from slimkit.techniques.quantize.graph import QOp
-from slimkit.techniques.quantize.model import CNN_KINDS, QuantizedModel, bias_scale
+from slimkit.techniques.quantize.model import CNN_KINDS, QuantizedModel
 from slimkit.techniques.quantize.reference import integer_bias, integer_weight
 from slimkit.techniques.quantize.scheme import QParams
 
@@ -159,17 +159,28 @@ class _Builder:
         return self.node("DequantizeLinear", inputs, f"w{i}f", **attrs)
 
     def bias(self, op: QOp, i: int, input_params: QParams) -> str:
-        """``DequantizeLinear`` of the int32 bias (zero point 0, left out: it is the default)."""
+        """``DequantizeLinear`` of the int32 bias (zero point 0, left out: it is the default).
+
+        Its scale ``S_x · S_w`` is a ``Mul`` of the two scales already in the file rather than
+        one more stored vector (ONNX Runtime folds it at load, before fusing; a depthwise layer
+        would otherwise store three per-channel vectors beside nine weight bytes per channel).
+        """
         b = self.constant(f"b{i}", integer_bias(op, input_params).astype(np.int32))
-        scale = bias_scale(op, input_params).astype(np.float32)
-        if np.all(scale == scale[0]):  # per-tensor weights: one scale
-            s = self.constant(f"b{i}s", np.array(scale[0], dtype=np.float32))
-            return self.node("DequantizeLinear", [b, s], f"b{i}f")
-        s = self.constant(f"b{i}s", scale)
-        return self.node("DequantizeLinear", [b, s], f"b{i}f", axis=0)
+        params = op.weight_qparams
+        assert params is not None
+        x_scale = self.scale(f"b{i}x", input_params)  # the input's, stored once (equal values)
+        w_scale = self.scale(f"w{i}s", params)
+        s = self.node("Mul", [x_scale, w_scale], f"b{i}s")
+        attrs: dict[str, Any] = {"axis": 0} if params.per_channel else {}
+        return self.node("DequantizeLinear", [b, s], f"b{i}f", **attrs)
 
     def activation(self, op: QOp, i: int, y: str) -> str:
         if op.activation == "relu":
+            params = self.graph.qparams[op.output]
+            if int(params.zero_point[0]) == params.qmin:
+                # quantizing clamps at the zero point, which is already the lowest level:
+                # the ReLU changes no number (ONNX Runtime removes it the same way)
+                return y
             return self.node("Relu", [y], f"r{i}")
         if op.activation == "relu6":
             low = self.constant("zero", np.array(0.0, dtype=np.float32))
@@ -204,17 +215,18 @@ class _Builder:
                 if op.bias is not None:
                     inputs.append(self.bias(op, i, g.qparams[op.inputs[0]]))
                 pads = [a["padding"][0], a["padding"][1], a["padding"][0], a["padding"][1]]
-                y = self.node(
-                    "Conv",
-                    inputs,
-                    y_name,
-                    name=op.name,
-                    strides=a["stride"],
-                    pads=pads,
-                    dilations=a["dilation"],
-                    group=a["groups"],
-                    kernel_shape=list(op.weight.shape[2:]) if op.weight is not None else None,
-                )
+                # attributes at ONNX's defaults are left out (kernel_shape comes from W)
+                conv_attrs = {
+                    key: value
+                    for key, value, default in (
+                        ("strides", list(a["stride"]), [1, 1]),
+                        ("pads", pads, [0, 0, 0, 0]),
+                        ("dilations", list(a["dilation"]), [1, 1]),
+                        ("group", a["groups"], 1),
+                    )
+                    if value != default
+                }
+                y = self.node("Conv", inputs, y_name, name=op.name, **conv_attrs)
                 self.qdq(op.output, self.activation(op, i, y), params)
             elif op.kind == "linear":
                 inputs = [x, self.weight(op, i)]

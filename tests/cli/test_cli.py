@@ -51,6 +51,27 @@ def test_models_summary_shows_layers() -> None:
     assert code == 0 and "Conv2d" in output and "61,706" in output
 
 
+@pytest.mark.parametrize("runtime", ["onnxruntime", "litert", "executorch"])
+def test_export_int8_carries_slimkit_scales_to_each_runtime(runtime: str, tmp_path: Path) -> None:
+    module = {"litert": "ai_edge_litert", "executorch": "executorch"}.get(runtime)
+    if module:
+        pytest.importorskip(module, reason=f"{module} is not installed")
+    checkpoint = tmp_path / "m.safetensors"
+    code, output = _run(
+        "train", "--data", "digits", "--model", "lenet5", "--epochs", "2", "--out", str(checkpoint)
+    )
+    assert code == 0, output
+    code, output = _run("export", str(checkpoint), "--runtime", runtime, "--int8", "-b", "8")
+    assert code == 0, output
+    suffix = {"onnxruntime": ".onnx", "litert": ".tflite", "executorch": ".pte"}[runtime]
+    summary = json.loads((tmp_path / f"m{suffix}.json").read_text())
+    parity = summary["parity"]
+    assert parity["reference"] == "slimkit integer reference"
+    assert parity["within_1_lsb"] >= 0.999 and parity["argmax_agreement"] >= 0.995
+    if runtime != "onnxruntime":
+        assert summary["export"]["quantizer"] == "slimkit"
+
+
 def test_train_export_measure_flow(tmp_path: Path) -> None:
     checkpoint = tmp_path / "m.safetensors"
     code, output = _run(

@@ -376,7 +376,8 @@ def main() -> int:
     for noisy in ("torch.onnx", "onnxruntime", "slimkit.search.study"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    torch.set_num_threads(2)
+    # train on the cores this process may use (taskset -c 1 keeps a core free for other work)
+    torch.set_num_threads(len(os.sched_getaffinity(0)))
     env = environment()
     env["lscpu"] = lscpu()
     print(f"CPU: {describe_cpu(env)}", flush=True)

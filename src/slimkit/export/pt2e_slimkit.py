@@ -27,12 +27,12 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from slimkit.errors import ConfigError, ExportError
@@ -53,13 +53,12 @@ SUPPORTED_KINDS = (
 
 
 class _OpModule(nn.Module):
-    """One IR op in float, with the op's (folded) weight and bias as parameters."""
+    """One IR op in float (the IR's own float semantics), with its folded weight and bias as
+    parameters so that ``torch.export`` lifts them and the quantizer can annotate them."""
 
     def __init__(self, op: Any) -> None:
         super().__init__()
-        self.kind = op.kind
-        self.activation = op.activation
-        self.attrs = dict(op.attrs)
+        self.op = dataclasses.replace(op, weight=None, bias=None)  # kind, attrs, activation
         self.weight = (
             nn.Parameter(op.weight.detach().clone().float(), requires_grad=False)
             if op.weight is not None
@@ -72,31 +71,9 @@ class _OpModule(nn.Module):
         )
 
     def forward(self, *args: torch.Tensor) -> torch.Tensor:
-        x, a = args[0], self.attrs
-        weight: Any = self.weight  # None only for ops without weights
-        if self.kind == "conv":
-            y = F.conv2d(
-                x, weight, self.bias, a["stride"], a["padding"], a["dilation"], a["groups"]
-            )
-        elif self.kind == "linear":
-            y = F.linear(x, weight, self.bias)
-        elif self.kind == "maxpool":
-            y = F.max_pool2d(x, a["kernel"], a["stride"], a["padding"])
-        elif self.kind == "avgpool":
-            y = F.avg_pool2d(x, a["kernel"], a["stride"], a["padding"])
-        elif self.kind == "adaptive_avgpool":
-            y = F.adaptive_avg_pool2d(x, 1)
-        elif self.kind == "flatten":
-            y = torch.flatten(x, 1)
-        elif self.kind == "add":
-            y = args[0] + args[1]
-        else:  # a standalone relu: the activation below does the work
-            y = x
-        if self.activation == "relu" or self.kind == "relu":
-            return F.relu(y)
-        if self.activation == "relu6":
-            return F.relu6(y)
-        return y
+        from slimkit.techniques.quantize.model import apply_activation, apply_op
+
+        return apply_activation(self.op, apply_op(self.op, list(args), self.weight, self.bias))
 
 
 class GraphFloatModel(nn.Module):

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
 
 from slimkit.data import Dataset
 from slimkit.errors import ConfigError
+from slimkit.export import export
+from slimkit.export.onnx_qdq import optimized_op_types
 from slimkit.techniques import compress
 from slimkit.techniques.quantize import (
     QATConfig,
@@ -42,6 +46,22 @@ def test_qat_recovers_digits_accuracy(trained_lenet: nn.Module, digits: Dataset)
     qmodel = compress(trained_lenet, [QATConfig(epochs=2, lr=1e-4)], data=digits)
     assert isinstance(qmodel, QuantizedModel)
     assert evaluate(qmodel, digits.test)[1] >= fp32 - 0.015
+
+
+def test_relu_outputs_keep_their_zero_point_at_the_lowest_level(
+    trained_lenet: nn.Module, digits: Dataset, tmp_path: Path
+) -> None:
+    # the moving-average ranges of a fused ReLU's output start at 0, so that ONNX Runtime fuses
+    # conv + ReLU + quantize into one integer kernel (a zero point above it keeps a float Conv)
+    qmodel = compress(trained_lenet, [QATConfig(epochs=1, lr=1e-4)], data=digits)
+    assert isinstance(qmodel, QuantizedModel)
+    relu_ops = [op for op in qmodel.graph.ops if op.activation in ("relu", "relu6")]
+    assert relu_ops
+    for op in relu_ops:
+        params = qmodel.graph.qparams[op.output]
+        assert int(params.zero_point[0]) == params.qmin, op.name
+    ops = optimized_op_types(export(qmodel, tmp_path / "qat.onnx").path)
+    assert ops.get("QLinearConv", 0) == 2 and not {"Conv", "FusedConv", "Gemm"} & set(ops), ops
 
 
 def test_converted_model_computes_what_qat_simulated(

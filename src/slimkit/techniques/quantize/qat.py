@@ -110,7 +110,12 @@ class ActivationFakeQuant(nn.Module):
             if self.training:
                 with torch.no_grad():
                     m = self.momentum
-                    self.low.mul_(1 - m).add_(m * x.min().clamp_max(0))
+                    if self.floor is None:
+                        self.low.mul_(1 - m).add_(m * x.min().clamp_max(0))
+                    else:
+                        # a fused ReLU: nothing below 0 comes out, so the range starts at 0 and
+                        # the zero point is the lowest level (int8 kernels fuse the ReLU then)
+                        self.low.zero_()
                     self.high.mul_(1 - m).add_(m * x.max().clamp_min(0))
             params = self.qparams()
             scale, zero = torch.tensor(float(params.scale[0])), float(params.zero_point[0])

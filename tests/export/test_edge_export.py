@@ -154,3 +154,26 @@ def test_prepare_for_runtime_writes_what_each_runtime_loads(
                 assert parity.within_1_lsb is not None and parity.within_1_lsb >= 0.999
     with pytest.raises(ConfigError, match="needs calibration_data"):
         prepare_for_runtime(tiny, runtime, tmp_path, stem="t", precision="int8")
+
+
+def test_slimkit_int8_falls_back_to_the_runtime_quantizer_with_a_note(tmp_path: Path) -> None:
+    # a ViT: slimkit's int8 runs it in PyTorch and ONNX Runtime (float islands between Q/DQ),
+    # but the PT2E bridge to LiteRT carries CNN ops only, so LiteRT gets its own quantizer
+    pytest.importorskip("ai_edge_litert", reason="ai-edge-litert is not installed")
+    pytest.importorskip("executorch", reason="PT2E (torchao) comes with ExecuTorch")
+    torch.manual_seed(0)
+    vit = create_model("vit_small", input_shape=(1, 8, 8), patch_size=4).eval()
+    x = np.random.default_rng(0).random((32, 1, 8, 8), dtype=np.float32)
+    for runtime in ("pytorch", "onnxruntime"):
+        prepared = prepare_for_runtime(
+            vit, runtime, tmp_path, stem="vit", precision="int8", calibration_data=x
+        )
+        assert prepared.artifacts[0].quantizer == "slimkit"
+        assert prepared.reference_name == "slimkit integer reference"
+    prepared = prepare_for_runtime(
+        vit, "litert", tmp_path, stem="vit", batch_sizes=(8,), precision="int8", calibration_data=x
+    )
+    assert prepared.artifacts[0].quantizer == "litert-pt2e"
+    assert any("cannot be carried to litert" in note for note in prepared.notes)
+    out = load_runtime("litert", prepared.artifacts[0].path).run(x[:8])
+    assert compare_logits(prepared.reference(x[:8]), out).argmax_agreement >= 0.875

@@ -275,7 +275,7 @@ def _prepare_slimkit_int8(
     try:
         quantized = quantize_static(model.eval(), torch.from_numpy(calibration), config)
         source: nn.Module = quantized
-        if runtime in ("pytorch", *FIXED_BATCH_FORMATS):
+        if runtime in FIXED_BATCH_FORMATS:
             source = slimkit_pt2e(quantized)  # checks the ops carry before any file is written
     except ConfigError as error:
         note = f"slimkit int8 cannot be carried to {runtime} ({error}); the runtime's own quantizer"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ from slimkit.measure import count_costs
 from slimkit.models import create_model
 from slimkit.runtime import load_runtime
 from slimkit.techniques import compress
-from slimkit.techniques.prune.dependency import ChannelGroup, analyze
+from slimkit.techniques.prune.dependency import analyze
 from slimkit.techniques.prune.structured import (
     ChannelPruningConfig,
     apply_channel_selection,
@@ -50,39 +51,15 @@ class Branchy(nn.Module):
         return self.head(torch.flatten(self.pool(z), 1))
 
 
-def _randomize(model: nn.Module) -> nn.Module:
-    torch.manual_seed(0)
-    for module in model.modules():
-        if isinstance(module, nn.BatchNorm2d):
-            module.running_mean.uniform_(-0.3, 0.3)  # type: ignore[union-attr]
-            module.running_var.uniform_(0.5, 1.5)  # type: ignore[union-attr]
-            nn.init.uniform_(module.weight, 0.2, 1.5)
-    return model.eval()
-
-
-def _masked_dense(
-    model: nn.Module, selections: list[tuple[ChannelGroup, torch.Tensor]]
-) -> nn.Module:
-    """The dense model with every consumer's columns of removed channels zeroed (the oracle)."""
-    import copy
-
-    from slimkit.techniques.prune.structured import _consumer_index
-
-    masked = copy.deepcopy(model)
-    for group, keep in selections:
-        dropped = torch.tensor([c for c in range(group.size) if c not in set(keep.tolist())])
-        for use in group.uses:
-            if use.role == "consumer" and len(dropped):
-                layer = masked.get_submodule(use.layer)
-                with torch.no_grad():
-                    layer.weight[:, _consumer_index(use, dropped)] = 0  # type: ignore[index]
-    return masked
-
-
 @pytest.mark.parametrize("ratio", [0.25, 0.5, 0.75])
 @pytest.mark.parametrize("importance", ["l1", "l2", "bn_scale"])
-def test_pruned_branchy_net_equals_the_masked_dense_one(ratio: float, importance: str) -> None:
-    model = _randomize(Branchy())
+def test_pruned_branchy_net_equals_the_masked_dense_one(
+    ratio: float,
+    importance: str,
+    randomize_norms: Callable[[nn.Module], nn.Module],
+    masked_dense: Callable[..., nn.Module],
+) -> None:
+    model = randomize_norms(Branchy())
     groups = analyze(model, (1, 8, 8))
     if importance == "bn_scale":  # only groups with a batch norm can be ranked by it
         groups = [g for g in groups if any(u.role == "batch_norm" for u in g.uses)]
@@ -93,12 +70,14 @@ def test_pruned_branchy_net_equals_the_masked_dense_one(ratio: float, importance
     assert selections
     apply_channel_selection(pruned, selections)
     x = torch.randn(4, 1, 8, 8)
-    torch.testing.assert_close(pruned(x), _masked_dense(model, selections)(x), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(pruned(x), masked_dense(model, selections)(x), atol=1e-5, rtol=1e-4)
     assert sum(p.numel() for p in pruned.parameters()) < sum(p.numel() for p in model.parameters())
 
 
-def test_dependency_groups_of_the_branchy_net() -> None:
-    groups = {tuple(sorted(g.producers)): g for g in analyze(_randomize(Branchy()), (1, 8, 8))}
+def test_dependency_groups_of_the_branchy_net(
+    randomize_norms: Callable[[nn.Module], nn.Module],
+) -> None:
+    groups = {tuple(sorted(g.producers)): g for g in analyze(randomize_norms(Branchy()), (1, 8, 8))}
     coupled = groups[("body.0", "excite", "stem.0")]  # residual add + SE multiply join them
     roles = {(u.layer, u.role) for u in coupled.uses}
     assert ("depthwise", "depthwise") in roles and ("stem.1", "batch_norm") in roles
@@ -112,8 +91,10 @@ def test_dependency_groups_of_the_branchy_net() -> None:
 @pytest.mark.parametrize(
     "name", ["lenet5", "mobilenet_v1_small", "mobilenet_v2_small", "lenet300_100"]
 )
-def test_zoo_models_shrink_and_export(name: str, tmp_path: Path) -> None:
-    model = _randomize(create_model(name, input_shape=(1, 28, 28)))
+def test_zoo_models_shrink_and_export(
+    name: str, tmp_path: Path, randomize_norms: Callable[[nn.Module], nn.Module]
+) -> None:
+    model = randomize_norms(create_model(name, input_shape=(1, 28, 28)))
     pruned = prune_channels(model, ratio=0.5)
     before, after = count_costs(model, (1, 28, 28)), count_costs(pruned, (1, 28, 28))
     assert after.macs < 0.5 * before.macs and after.params < before.params

@@ -5,6 +5,7 @@ what the dense model computes with the removed channels masked, and exports with
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from slimkit.layers import ChannelShuffle
 from slimkit.measure import count_costs
 from slimkit.models import create_model
 from slimkit.runtime import load_runtime
-from slimkit.techniques.prune.dependency import ChannelGroup, analyze
+from slimkit.techniques.prune.dependency import analyze
 from slimkit.techniques.prune.structured import (
     apply_channel_selection,
     prune_channels,
@@ -39,42 +40,6 @@ ZOO = [
 ZOO_IDS = [f"{n}-{'-'.join(map(str, k.values())) or 'default'}" for n, _, k in ZOO]
 
 
-def _randomize(model: nn.Module) -> nn.Module:
-    """Batch-norm statistics and norm scales other than the defaults, so masking shows."""
-    torch.manual_seed(0)
-    for module in model.modules():
-        if isinstance(module, nn.BatchNorm2d):
-            module.running_mean.uniform_(-0.3, 0.3)  # type: ignore[union-attr]
-            module.running_var.uniform_(0.5, 1.5)  # type: ignore[union-attr]
-        if isinstance(module, (nn.BatchNorm2d, nn.LayerNorm)):
-            nn.init.uniform_(module.weight, 0.2, 1.5)
-            nn.init.uniform_(module.bias, -0.3, 0.3)
-    return model.eval()
-
-
-def _masked_dense(
-    model: nn.Module, selections: list[tuple[ChannelGroup, torch.Tensor]]
-) -> nn.Module:
-    """The dense model with the weights that read removed channels zeroed (the oracle).
-
-    A grouped convolution's weight holds the in-group columns of its group's rows only.
-    """
-    masked = copy.deepcopy(model)
-    for group, keep in selections:
-        dropped = torch.tensor(sorted(set(range(group.size)) - set(keep.tolist())))
-        for use in group.uses:
-            if use.role != "consumer" or not len(dropped):
-                continue
-            layer: Any = masked.get_submodule(use.layer)
-            groups = getattr(layer, "groups", 1)
-            per_group, rows = layer.weight.shape[1], layer.weight.shape[0] // groups
-            with torch.no_grad():
-                for column in use.columns(dropped).tolist():
-                    g = column // per_group
-                    layer.weight[g * rows : (g + 1) * rows, column % per_group] = 0
-    return masked
-
-
 def _inputs(shape: tuple[int, ...], count: int = 4) -> torch.Tensor:
     return torch.rand(count, *shape, generator=torch.Generator().manual_seed(1))
 
@@ -82,24 +47,33 @@ def _inputs(shape: tuple[int, ...], count: int = 4) -> torch.Tensor:
 @pytest.mark.parametrize("ratio", [0.25, 0.5, 0.75])
 @pytest.mark.parametrize(("name", "shape", "kwargs"), ZOO, ids=ZOO_IDS)
 def test_pruned_model_equals_the_masked_dense_one(
-    name: str, shape: tuple[int, ...], kwargs: dict[str, Any], ratio: float
+    name: str,
+    shape: tuple[int, ...],
+    kwargs: dict[str, Any],
+    ratio: float,
+    randomize_norms: Callable[[nn.Module], nn.Module],
+    masked_dense: Callable[..., nn.Module],
 ) -> None:
     torch.manual_seed(0)
-    model = _randomize(create_model(name, input_shape=shape, **kwargs))
+    model = randomize_norms(create_model(name, input_shape=shape, **kwargs))
     pruned = copy.deepcopy(model)
     selections = select_channels(pruned, analyze(model, shape), ratio=ratio)
     assert selections
     apply_channel_selection(pruned, selections)
     x = _inputs(shape)
-    torch.testing.assert_close(pruned(x), _masked_dense(model, selections)(x), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(pruned(x), masked_dense(model, selections)(x), atol=1e-5, rtol=1e-4)
 
 
 @pytest.mark.parametrize(("name", "shape", "kwargs"), ZOO, ids=ZOO_IDS)
 def test_pruned_model_shrinks_and_exports_with_parity(
-    name: str, shape: tuple[int, ...], kwargs: dict[str, Any], tmp_path: Path
+    name: str,
+    shape: tuple[int, ...],
+    kwargs: dict[str, Any],
+    tmp_path: Path,
+    randomize_norms: Callable[[nn.Module], nn.Module],
 ) -> None:
     torch.manual_seed(0)
-    model = _randomize(create_model(name, input_shape=shape, **kwargs))
+    model = randomize_norms(create_model(name, input_shape=shape, **kwargs))
     pruned = prune_channels(model, ratio=0.5)
     before, after = count_costs(model, shape), count_costs(pruned, shape)
     assert after.macs < before.macs and after.params < before.params
@@ -111,7 +85,9 @@ def test_pruned_model_shrinks_and_exports_with_parity(
     )
 
 
-def test_channel_shuffle_maps_the_channels_it_moves() -> None:
+def test_channel_shuffle_maps_the_channels_it_moves(
+    randomize_norms: Callable[[nn.Module], nn.Module],
+) -> None:
     """The layers after a shuffle lose the positions the shuffle moved the removed channels to.
 
     The oracle zeroes the removed channels right after the bottleneck's 1x1 convolution and, at
@@ -121,7 +97,7 @@ def test_channel_shuffle_maps_the_channels_it_moves() -> None:
     """
     torch.manual_seed(0)
     shape = (1, 8, 8)
-    model = _randomize(create_model("shufflenet_small", input_shape=shape, groups=2))
+    model = randomize_norms(create_model("shufflenet_small", input_shape=shape, groups=2))
     unit: Any = model.get_submodule("features.2")
     width = unit.compress.conv.out_channels  # 16 channels in 2 groups
     group = next(g for g in analyze(model, shape) if g.producers == ["features.2.compress.conv"])
@@ -161,11 +137,13 @@ def test_channel_shuffle_maps_the_channels_it_moves() -> None:
     assert not torch.allclose(unshuffled, expected, atol=1e-3)
 
 
-def test_shufflenet_with_4_groups_prunes_its_wide_bottlenecks() -> None:
+def test_shufflenet_with_4_groups_prunes_its_wide_bottlenecks(
+    randomize_norms: Callable[[nn.Module], nn.Module], masked_dense: Callable[..., nn.Module]
+) -> None:
     # a bottleneck of 16 channels in 4 groups has one channel per group and shuffle index: any
     # removal would leave the next grouped convolution's groups unequal, so it stays whole
     shape = (1, 8, 8)
-    model = _randomize(create_model("shufflenet_small", input_shape=shape, groups=4))
+    model = randomize_norms(create_model("shufflenet_small", input_shape=shape, groups=4))
     groups = {tuple(g.producers): g for g in analyze(model, shape)}
     for index, width, units in [(1, 16, 1), (2, 16, 1), (3, 32, 2), (4, 32, 2)]:
         group = groups[(f"features.{index}.compress.conv",)]
@@ -179,7 +157,7 @@ def test_shufflenet_with_4_groups_prunes_its_wide_bottlenecks() -> None:
     ]
     apply_channel_selection(pruned, selections)
     x = _inputs(shape)
-    torch.testing.assert_close(pruned(x), _masked_dense(model, selections)(x), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(pruned(x), masked_dense(model, selections)(x), atol=1e-5, rtol=1e-4)
 
 
 class GroupedNet(nn.Module):
@@ -199,8 +177,10 @@ class GroupedNet(nn.Module):
         return self.head(x.mean((2, 3)))
 
 
-def test_grouped_convolutions_lose_the_same_channels_in_every_group() -> None:
-    model = _randomize(GroupedNet())
+def test_grouped_convolutions_lose_the_same_channels_in_every_group(
+    randomize_norms: Callable[[nn.Module], nn.Module], masked_dense: Callable[..., nn.Module]
+) -> None:
+    model = randomize_norms(GroupedNet())
     groups = {tuple(g.producers): g for g in analyze(model, (1, 6, 6))}
     assert groups[("stem",)].channel_units()[0] == (0, 8)  # read by 2 groups of 8
     assert groups[("mix",)].channel_units()[0] == (0, 4, 8, 12)  # made by 2, read by 4 groups
@@ -213,7 +193,7 @@ def test_grouped_convolutions_lose_the_same_channels_in_every_group() -> None:
             assert module.out_channels % module.groups == 0, name
     assert (pruned.mix.in_channels, pruned.mix.out_channels, pruned.reduce.in_channels) == (8, 8, 8)
     x = _inputs((1, 6, 6))
-    torch.testing.assert_close(pruned(x), _masked_dense(model, selections)(x), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(pruned(x), masked_dense(model, selections)(x), atol=1e-5, rtol=1e-4)
 
 
 @pytest.mark.parametrize("name", ["vit_small", "sequence_transformer"])

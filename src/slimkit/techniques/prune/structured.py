@@ -32,7 +32,7 @@ from torch import nn
 
 from slimkit.data import Dataset
 from slimkit.errors import ConfigError, check_choice
-from slimkit.techniques.prune.dependency import ChannelGroup, Use, analyze
+from slimkit.techniques.prune.dependency import ChannelGroup, analyze
 from slimkit.techniques.registry import CompressContext, register_technique
 
 logger = logging.getLogger(__name__)
@@ -119,12 +119,6 @@ def _slice(parameter: torch.Tensor | None, index: torch.Tensor, dim: int) -> nn.
     return nn.Parameter(
         parameter.detach().index_select(dim, index).clone(), requires_grad=parameter.requires_grad
     )
-
-
-def _consumer_index(use: Use, channels: torch.Tensor) -> torch.Tensor:
-    """Input columns of a layer that hold ``channels`` of the group (through flatten, concat and
-    channel shuffle)."""
-    return use.columns(channels)
 
 
 def _slice_outputs(module: Any, keep: torch.Tensor) -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from slimkit.errors import ConfigError
 from slimkit.measure import LatencyConfig, measure_latency
-from slimkit.measure.latency import summarize
+from slimkit.measure.latency import half_drift, summarize
 
 
 def test_percentiles_of_known_times() -> None:
@@ -19,6 +19,35 @@ def test_percentiles_of_known_times() -> None:
     assert stats.p99_ms == pytest.approx(99.01)
     assert stats.min_ms == 1.0 and stats.repeats == 100
     assert stats.per_sample_ms == pytest.approx(50.5 / 4)
+
+
+def test_half_drift_compares_the_medians_of_the_two_halves() -> None:
+    assert half_drift(np.array([1.0, 1.0, 1.0, 1.0])) == 0.0
+    # first half median 1, second half median 3 (the spike in the first half does not move it)
+    assert half_drift(np.array([1.0, 9.0, 1.0, 3.0, 3.0, 3.0])) == pytest.approx(2.0)
+    assert half_drift(np.array([2.0])) == 0.0  # too short to split
+    stats = summarize(np.array([1.0, 1.0, 2.0, 2.0]), batch_size=1, threads=1, stable=False)
+    assert stats.drift == pytest.approx(1.0)
+
+
+def test_a_latency_that_switches_modes_is_flagged_not_stable() -> None:
+    calls = []
+
+    def switching(x: np.ndarray) -> None:
+        calls.append(1)
+        time.sleep(0.0005 if len(calls) <= 50 else 0.003)  # fast for 50 calls, then 6x slower
+
+    config = LatencyConfig(
+        warmup=0, min_repeats=10, time_budget_s=0.15, tolerance=0.05, min_time_s=0.1
+    )
+    stats = measure_latency(switching, np.zeros((1, 1)), threads=1, config=config)
+    # the budget ran out while the first half was still mostly fast and the second slow
+    assert not stats.stable
+    assert stats.drift > 1.0
+    steady = measure_latency(
+        lambda x: time.sleep(0.001), np.zeros((1, 1)), threads=1, config=config
+    )
+    assert steady.stable and steady.drift <= 0.05
 
 
 def test_sleeping_function_measures_its_sleep() -> None:
@@ -78,7 +107,7 @@ def test_a_fast_steady_function_is_timed_for_at_least_min_time() -> None:
     started = time.perf_counter()
     stats = measure_latency(lambda x: time.sleep(2e-4), np.ones(1), threads=1, config=config)
     assert time.perf_counter() - started >= 0.15
-    assert stats.stable and stats.repeats > 60
+    assert stats.stable and stats.repeats > 60 and stats.drift <= 0.5
     # capped by the budget: a budget shorter than min_time_s wins
     short = LatencyConfig(warmup=0, min_repeats=30, time_budget_s=0.05, min_time_s=10.0)
     started = time.perf_counter()

@@ -16,6 +16,7 @@ from slimkit.export import export
 from slimkit.measure import LatencyConfig
 from slimkit.measure.latency import measure_isolated, peak_rss_bytes
 from slimkit.models import create_model
+from slimkit.techniques.quantize import quantize_static
 from slimkit.train import save_checkpoint
 
 FAST = LatencyConfig(warmup=2, min_repeats=5, max_repeats=50, time_budget_s=0.2)
@@ -42,6 +43,20 @@ def test_isolated_timing_reports_latency_memory_and_repeats(
     assert timing.to_dict()["model_rss_bytes"] == timing.model_rss_bytes
 
 
+def test_a_live_model_is_timed_in_its_own_process(tiny: torch.nn.Module) -> None:
+    # slimkit's simulated int8 model has no file: it is sent to the child through the pipe
+    torch.manual_seed(0)
+    quantized = quantize_static(tiny, torch.randn(32, 1, 8, 8))
+    x = np.random.default_rng(0).standard_normal((2, 1, 8, 8)).astype(np.float32)
+    timing = measure_isolated(
+        "pytorch", "<in-memory>", [x], threads=1, config=FAST, rounds=2, model=quantized
+    )
+    assert timing.latency[0].p50_ms > 0 and len(timing.repeat_stability()) == 1
+    assert 50 * 2**20 < timing.baseline_rss_bytes <= timing.peak_rss_bytes
+    with pytest.raises(ConfigError, match="timed with the pytorch runtime"):
+        measure_isolated("onnxruntime", "<in-memory>", [x], config=FAST, model=quantized)
+
+
 def test_isolated_errors_come_back_as_slimkit_errors(tmp_path: Path) -> None:
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"not onnx")
@@ -60,10 +75,10 @@ def test_bench_command_prints_one_table_and_writes_json(
     out = tmp_path / "bench"
     args = ["bench", str(checkpoint), "--data", "digits", "-b", "1", "-b", "4", "-t", "1"]
     args += ["-r", "pytorch", "-r", "litert", "-r", "executorch", "-p", "fp32", "-p", "int8"]
-    args += ["--budget", "0.1", "--no-isolate", "--out", str(out)]
+    args += ["--budget", "0.1", "--rounds", "2", "--no-isolate", "--out", str(out)]
     result = CliRunner().invoke(app, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    assert "p50/p99 in ms per batch" in result.output
+    assert "p50/p99 in ms per batch" in result.output and "rep Δ: |Δp50|" in result.output
     body = json.loads((out / "bench.json").read_text())
     rows = body["rows"]
     # 3 runtimes x 2 precisions x 2 batch sizes x 1 thread count
@@ -78,3 +93,18 @@ def test_bench_command_prints_one_table_and_writes_json(
     edge = [r for r in rows if r["runtime"] != "pytorch"]
     assert all(r["all_delegated"] for r in edge)
     assert (out / "bench.md").is_file()
+    # timed twice in one process; a window the harness called stable held still within tolerance
+    assert all(r["repeat_stability"] >= 0 and isinstance(r["repeat_stable"], bool) for r in rows)
+    assert all(r["drift"] <= LatencyConfig().tolerance for r in rows if r["stable"])
+
+
+def test_only_picklable_live_models_are_sent_to_a_child(tiny: torch.nn.Module) -> None:
+    from slimkit.cli.bench import _can_send
+    from slimkit.export.pt2e import quantize_pt2e
+
+    torch.manual_seed(0)
+    calibration = torch.randn(16, 1, 8, 8)
+    assert _can_send(quantize_static(tiny, calibration))  # slimkit's simulated int8 model
+    # a PT2E graph holds local closures: bench times it in its own process instead
+    assert not _can_send(quantize_pt2e(tiny, calibration.numpy(), quantizer="litert-pt2e"))
+    assert not _can_send(None)

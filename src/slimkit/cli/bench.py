@@ -13,6 +13,7 @@ that loads and runs the model. :func:`run_bench` is the engine;
 from __future__ import annotations
 
 import logging
+import pickle
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +59,15 @@ def batch_of(x: np.ndarray, batch_size: int) -> np.ndarray:
     return np.ascontiguousarray(tiled[:batch_size])
 
 
+def _can_send(model: nn.Module | None) -> bool:
+    """Whether ``model`` can go through a multiprocessing pipe (PT2E graphs hold local closures)."""
+    try:
+        pickle.dumps(model)
+    except Exception:  # pickling raises AttributeError, TypeError, PicklingError, ...
+        return False
+    return model is not None
+
+
 def _time_artifact(
     artifact: Artifact,
     in_memory: nn.Module | None,
@@ -69,13 +79,28 @@ def _time_artifact(
     rounds: int,
 ) -> dict[str, Any]:
     """Latency per batch (and memory when isolated) of one artifact at one thread count."""
-    if artifact.path is not None and isolate:
+    if isolate and artifact.path is None and not _can_send(in_memory):
+        logger.warning(
+            "%s %s: the in-memory model cannot be sent to a child process (not picklable); "
+            "timed in this process",
+            artifact.runtime,
+            artifact.precision,
+        )
+        isolate = False
+    if isolate:
         timing = measure_isolated(
-            artifact.runtime, artifact.path, batches, threads=threads, config=config, rounds=rounds
+            artifact.runtime,
+            artifact.path if artifact.path is not None else "<in-memory>",
+            batches,
+            threads=threads,
+            config=config,
+            rounds=rounds,
+            model=in_memory if artifact.path is None else None,
         )
         return {
             "latency": list(timing.latency),
             "stability": timing.repeat_stability() or [None] * len(batches),
+            "repeat_stable": [r.stable for r in timing.repeats] or [None] * len(batches),
             "peak_rss_bytes": timing.peak_rss_bytes,
             "model_rss_bytes": timing.model_rss_bytes,
             "isolated": True,
@@ -90,13 +115,16 @@ def _time_artifact(
         for _ in range(rounds)
     ]
     stability: list[float | None] = [None] * len(batches)
+    repeat_stable: list[bool | None] = [None] * len(batches)
     if rounds == 2:
         stability = [
             abs(b.p50_ms - a.p50_ms) / a.p50_ms for a, b in zip(*rounds_stats, strict=True)
         ]
+        repeat_stable = [b.stable for b in rounds_stats[1]]
     return {
         "latency": rounds_stats[0],
         "stability": stability,
+        "repeat_stable": repeat_stable,
         "peak_rss_bytes": None,
         "model_rss_bytes": None,
         "isolated": False,
@@ -207,8 +235,12 @@ def run_bench(
                             isolate=isolate,
                             rounds=rounds,
                         )
-                        for b, stats, stability in zip(
-                            served, timed["latency"], timed["stability"], strict=True
+                        for b, stats, stability, repeat_stable in zip(
+                            served,
+                            timed["latency"],
+                            timed["stability"],
+                            timed["repeat_stable"],
+                            strict=True,
                         ):
                             key = (b, thread_count)
                             if precision == "fp32":
@@ -226,8 +258,10 @@ def run_bench(
                                     "p90_ms": stats.p90_ms,
                                     "p99_ms": stats.p99_ms,
                                     "stable": stats.stable,
+                                    "drift": stats.drift,
                                     "repeats": stats.repeats,
                                     "repeat_stability": stability,
+                                    "repeat_stable": repeat_stable,
                                     "speedup_vs_fp32": (
                                         fp32_p50[key] / stats.p50_ms if key in fp32_p50 else None
                                     ),
@@ -248,6 +282,16 @@ def run_bench(
                             )
     versions = {name: runtime_info(name).runner.version() for name in runtimes}
     return {"rows": rows, "artifacts": artifacts, "runtime_versions": versions}
+
+
+BENCH_LEGEND = (
+    "p50/p99: ms per batch (b = batch size, t = threads; * = the harness's window did not hold "
+    "still, its first- and second-half medians differ by more than the tolerance); ×fp32: "
+    "speedup over the same runtime's fp32; peak MiB: peak RSS of the process that loaded and ran "
+    "the file; max|Δ|/agree: parity on the test split (fp32 vs PyTorch, int8 vs its reference); "
+    "≤1 LSB: int8 outputs within one quantization step of slimkit's integer reference; "
+    "rep Δ: |Δp50| between two runs in one process"
+)
 
 
 def bench_table(rows: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
@@ -280,7 +324,7 @@ def bench_table(rows: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[st
                 row["precision"],
                 str(row["batch_size"]),
                 str(row["threads"]),
-                f"{row['p50_ms']:.3f}",
+                f"{row['p50_ms']:.3f}" + ("" if row.get("stable", True) else "*"),
                 f"{row['p99_ms']:.3f}",
                 f"{row['speedup_vs_fp32']:.2f}" if row["speedup_vs_fp32"] is not None else "-",
                 format_bytes(row["file_bytes"]),
@@ -353,6 +397,7 @@ def bench_command(
         )
     header, cells = bench_table(result["rows"])
     console.print(make_table(header, cells, title="p50/p99 in ms per batch"))
+    console.print(BENCH_LEGEND)
     summary = out / "bench.json"
     write_json_atomic(summary, {"environment": environment(), **result})
     write_text_atomic(out / "bench.md", markdown_table(header, cells) + "\n")

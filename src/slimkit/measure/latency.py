@@ -1,10 +1,14 @@
 """The latency harness shared by every runtime: warm-up, repeats until stable, percentiles.
 
-The harness times ``run(x)`` with ``time.perf_counter_ns`` after a warm-up, in rounds. It stops
-when the median over all timed runs moves by less than ``tolerance`` (relative) from one round to
-the next, once at least ``min_repeats`` runs are in, or when the time budget or ``max_repeats``
-is reached; ``stable`` says which. Threads are the runner's business (each runner is loaded with a
-thread count); the harness only records them.
+The harness times ``run(x)`` with ``time.perf_counter_ns`` after a warm-up, in chunks. It stops
+once it has timed for ``min_time_s`` and the median of the first half of the timed runs and the
+median of the second half agree within ``tolerance`` (relative): the latency held still over the
+whole window, so a later window should give the same median. A window whose halves disagree (a
+slow start, or a machine whose latency switches between modes part-way) is timed on until the
+halves agree or the time budget or ``max_repeats`` ends it, and is then reported with
+``stable=False`` and the gap between its half medians (``drift``): a caller sees that the
+median is not to be trusted rather than a number that merely looks precise. Threads are the
+runner's business (each runner is loaded with a thread count); the harness only records them.
 
 :func:`measure_isolated` runs the same harness in a fresh child process (``multiprocessing``
 spawn): one runtime, one file, one thread count per process, so runtimes with process-wide thread
@@ -36,10 +40,11 @@ class LatencyConfig:
 
     Args:
         warmup: untimed runs first (caches, lazy initialisation, thread pools).
-        min_repeats: timed runs before stability is checked, and per round after that.
+        min_repeats: timed runs before stability is first checked.
         max_repeats: hard cap on timed runs.
         time_budget_s: stop after this many seconds of timing even if not stable.
-        tolerance: relative change of the median between rounds that counts as stable.
+        tolerance: how far (relative) the medians of the window's two halves may differ for the
+            window to count as stable.
         min_time_s: time at least this long (capped by the budget) before the median may count
             as stable: a median over a longer window is less at the mercy of one scheduler
             hiccup or a burst of another process (fast models otherwise stop after a few ms).
@@ -47,7 +52,7 @@ class LatencyConfig:
 
     warmup: int = 10
     min_repeats: int = 30
-    max_repeats: int = 20000
+    max_repeats: int = 200_000
     time_budget_s: float = 3.0
     tolerance: float = 0.01
     min_time_s: float = 0.2
@@ -68,7 +73,12 @@ class LatencyConfig:
 
 @dataclass(frozen=True)
 class LatencyStats:
-    """Timing of one (batch size, threads) setting, in milliseconds per batch."""
+    """Timing of one (batch size, threads) setting, in milliseconds per batch.
+
+    ``stable`` says whether the harness stopped because the window held still; ``drift`` is the
+    relative difference between the medians of the first and second half of the timed runs
+    (what ``stable`` was judged on; 0 for a window too short to split).
+    """
 
     batch_size: int
     threads: int
@@ -79,6 +89,7 @@ class LatencyStats:
     min_ms: float
     repeats: int
     stable: bool
+    drift: float = 0.0
 
     @property
     def per_sample_ms(self) -> float:
@@ -88,6 +99,16 @@ class LatencyStats:
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict."""
         return asdict(self)
+
+
+def half_drift(times_ms: np.ndarray) -> float:
+    """Relative difference between the medians of the first and second half of ``times_ms``."""
+    half = times_ms.size // 2
+    if half == 0:
+        return 0.0
+    first = float(np.median(times_ms[:half]))
+    second = float(np.median(times_ms[half:]))
+    return abs(second - first) / first if first > 0 else 0.0
 
 
 def summarize(times_ms: np.ndarray, *, batch_size: int, threads: int, stable: bool) -> LatencyStats:
@@ -103,6 +124,7 @@ def summarize(times_ms: np.ndarray, *, batch_size: int, threads: int, stable: bo
         min_ms=float(times_ms.min()),
         repeats=int(times_ms.size),
         stable=stable,
+        drift=half_drift(times_ms),
     )
 
 
@@ -113,7 +135,7 @@ def measure_latency(
     threads: int,
     config: LatencyConfig | None = None,
 ) -> LatencyStats:
-    """Time ``run(x)`` until its median is stable.
+    """Time ``run(x)`` until the median of the window's two halves agree.
 
     Args:
         run: the function to time (e.g. ``runner.run``).
@@ -130,26 +152,27 @@ def measure_latency(
     for _ in range(config.warmup):
         run(x)
     times: list[float] = []
-    previous_median: float | None = None
     stable = False
     started = time.perf_counter()
     deadline = started + config.time_budget_s
     earliest = started + min(config.min_time_s, config.time_budget_s)
+    next_check = config.min_repeats
     while len(times) < config.max_repeats:
-        for _ in range(min(config.min_repeats, config.max_repeats - len(times))):
-            start = time.perf_counter_ns()
-            run(x)
-            times.append((time.perf_counter_ns() - start) / 1e6)
-        median = float(np.median(times))
-        if (
-            previous_median is not None
-            and abs(median - previous_median) <= config.tolerance * previous_median
-            and time.perf_counter() >= earliest
-        ):
+        start = time.perf_counter_ns()
+        run(x)
+        times.append((time.perf_counter_ns() - start) / 1e6)
+        if len(times) < next_check:
+            continue
+        # check about every 10 ms of timing (at least min_repeats runs): medians of a long
+        # window are not recomputed after every microsecond-long run
+        now = time.perf_counter()
+        next_check = len(times) + max(
+            config.min_repeats, int(0.01 / max(now - started, 1e-9) * len(times))
+        )
+        if now >= earliest and half_drift(np.asarray(times)) <= config.tolerance:
             stable = True
             break
-        previous_median = median
-        if time.perf_counter() > deadline:
+        if now > deadline:
             break
     return summarize(np.asarray(times), batch_size=int(x.shape[0]), threads=threads, stable=stable)
 
@@ -240,14 +263,19 @@ def _isolated_child(
     threads: int,
     config: LatencyConfig | None,
     rounds: int,
+    live_model: bool,
 ) -> None:
     """The child process: load, time every batch ``rounds`` times, report, exit."""
     try:
         from slimkit.runtime import load_runtime
+        from slimkit.runtime.pytorch import PyTorchRunner
 
         baseline = current_rss_bytes()
         started = time.perf_counter()
-        runner = load_runtime(runtime, path, threads=threads)
+        if live_model:  # sent by the parent after the baseline, so it counts as the model's
+            runner: Any = PyTorchRunner.from_model(connection.recv(), threads=threads)
+        else:
+            runner = load_runtime(runtime, path, threads=threads)
         load_seconds = time.perf_counter() - started
         timings = [
             [measure_latency(runner.run, x, threads=threads, config=config) for x in batches]
@@ -269,17 +297,21 @@ def measure_isolated(
     config: LatencyConfig | None = None,
     rounds: int = 1,
     timeout_s: float = 600.0,
+    model: Any = None,
 ) -> IsolatedTiming:
-    """Time a model file in a fresh process and report its peak memory.
+    """Time a model file (or a live PyTorch model) in a fresh process and report its peak memory.
 
     Args:
         runtime: a registered runtime name.
-        path: the model file that runtime loads.
+        path: the model file that runtime loads (a label when ``model`` is given).
         batches: input batches to time, each ``(N, C, H, W)`` float32 (one entry per batch size).
         threads: the runner's thread count.
         config: the latency harness settings.
         rounds: 2 times every batch twice in the same process (see ``repeat_stability``).
         timeout_s: give up (and stop the child) after this long.
+        model: a PyTorch module this process built (e.g. slimkit's simulated int8 model, which
+            has no file) to time with the ``pytorch`` runtime; it is sent to the child through
+            the pipe (pickled: pass only models made in this process, never one from a file).
 
     Returns:
         Latency per batch, the repeat round if asked, baseline and peak resident memory.
@@ -292,17 +324,21 @@ def measure_isolated(
         raise ConfigError(f"rounds must be 1 or 2; got {rounds!r}")
     if not batches:
         raise ConfigError("measure_isolated needs at least one input batch")
+    if model is not None and runtime != "pytorch":
+        raise ConfigError(f"a live model is timed with the pytorch runtime, not {runtime!r}")
     context = multiprocessing.get_context("spawn")
-    receiver, sender = context.Pipe(duplex=False)
+    receiver, sender = context.Pipe(duplex=model is not None)
     arrays = [np.ascontiguousarray(x, dtype=np.float32) for x in batches]
     child = context.Process(
         target=_isolated_child,
-        args=(sender, runtime, str(path), arrays, threads, config, rounds),
+        args=(sender, runtime, str(path), arrays, threads, config, rounds, model is not None),
         daemon=True,
     )
     child.start()
     sender.close()
     try:
+        if model is not None:
+            receiver.send(model)
         if not receiver.poll(timeout_s):
             raise RuntimeLoadError(
                 f"{runtime}: measuring {path} in a child process took over {timeout_s:.0f} s"

@@ -157,3 +157,23 @@ def test_bad_config_values() -> None:
         StaticInt8Config(calibration="kl")
     with pytest.raises(ConfigError, match="activation_dtype"):
         StaticInt8Config(activation_dtype="int4")
+
+
+def test_simulated_model_keeps_its_constants_until_a_weight_is_replaced() -> None:
+    from slimkit.techniques.quantize.model import run_simulated
+
+    torch.manual_seed(0)
+    model = create_model("lenet5", input_shape=(1, 8, 8), channels=[4, 8], hidden=[16, 16]).eval()
+    quantized = quantize_static(model, torch.randn(32, 1, 8, 8))
+    x = torch.randn(4, 1, 8, 8)
+    first = quantized(x)
+    kept = quantized._constants
+    assert torch.equal(quantized(x), first) and quantized._constants is kept  # computed once
+    assert torch.equal(first, run_simulated(quantized.graph, x))  # same as recomputing
+    # a replaced weight (a new tensor object) is seen: the constants are recomputed
+    linear = next(op for op in quantized.graph.ops if op.kind == "linear")
+    linear.weight = -linear.weight
+    changed = quantized(x)
+    assert quantized._constants is not kept
+    assert torch.equal(changed, run_simulated(quantized.graph, x))
+    assert not torch.equal(changed, first)

@@ -19,7 +19,6 @@ output folder (``benchmarks/results/runtimes/``).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import itertools
 import logging
 import statistics
@@ -36,7 +35,6 @@ from slimkit.data import load_dataset
 from slimkit.export.targets import prepare_for_runtime
 from slimkit.io import write_json_atomic
 from slimkit.measure import LatencyConfig, compare_logits, describe_cpu, environment
-from slimkit.measure.environment import guest_halt_polling, idle_state
 from slimkit.models import create_model, register_model
 from slimkit.report import markdown_table
 from slimkit.runtime import load_runtime, predict_batches
@@ -184,13 +182,6 @@ def main() -> int:
         help="seconds of timing per setting at least (a longer window rides out more noise)",
     )
     parser.add_argument(
-        "--halt-poll-us",
-        type=float,
-        default=None,
-        help="let idle vCPUs poll this long before halting while timing (a KVM guest tuning, "
-        "needs root; restored afterwards; see docs/runtimes.md)",
-    )
-    parser.add_argument(
         "--quantizer",
         choices=("slimkit", "runtime"),
         default="slimkit",
@@ -223,26 +214,19 @@ def main() -> int:
         trained.append({"model": label, "test_accuracy": accuracy, "train_seconds": seconds})
 
     started = time.perf_counter()
-    tuning = (
-        guest_halt_polling(round(args.halt_poll_us * 1000))
-        if args.halt_poll_us is not None
-        else contextlib.nullcontext()
+    result = run_bench(
+        models,
+        RUNTIMES,
+        folder,
+        precisions=("fp32", "int8"),
+        batch_sizes=(1, 64),
+        threads=(1, 2),
+        latency=LatencyConfig(time_budget_s=args.budget, min_time_s=args.min_time),
+        isolate=True,
+        rounds=2,
+        progress=lambda message: print(f"  {message}", flush=True),
+        quantizer=args.quantizer,
     )
-    with tuning:
-        idle_while_timing = idle_state()
-        result = run_bench(
-            models,
-            RUNTIMES,
-            folder,
-            precisions=("fp32", "int8"),
-            batch_sizes=(1, 64),
-            threads=(1, 2),
-            latency=LatencyConfig(time_budget_s=args.budget, min_time_s=args.min_time),
-            isolate=True,
-            rounds=2,
-            progress=lambda message: print(f"  {message}", flush=True),
-            quantizer=args.quantizer,
-        )
     print(f"benchmark: {time.perf_counter() - started:.0f} s", flush=True)
 
     # the same PT2E scales in two runtimes: ExecuTorch's quantizer graph converted for LiteRT
@@ -285,8 +269,6 @@ def main() -> int:
                 "min_time_s": args.min_time,
                 "rounds": 2,
                 "quantizer": args.quantizer,
-                "halt_poll_us": args.halt_poll_us,
-                "idle_while_timing": idle_while_timing,
             },
             "models": trained,
             "summary": summary,

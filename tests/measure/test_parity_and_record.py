@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 from pathlib import Path
 
@@ -11,11 +10,7 @@ import pytest
 
 from slimkit.errors import ConfigError
 from slimkit.measure import MeasureRecord, compare_logits, environment
-from slimkit.measure.environment import guest_halt_polling
 from slimkit.measure.latency import summarize
-
-# the module (the package exports a function of the same name)
-environment_module = importlib.import_module("slimkit.measure.environment")
 
 
 def test_identical_logits_agree_fully() -> None:
@@ -76,30 +71,3 @@ def test_environment_records_how_idle_cpus_sleep() -> None:
     assert set(idle) == {"cpuidle_driver", "guest_halt_poll_ns"}
     assert idle["cpuidle_driver"] is None or isinstance(idle["cpuidle_driver"], str)
     assert idle["guest_halt_poll_ns"] is None or idle["guest_halt_poll_ns"] >= 0
-
-
-def test_guest_halt_polling_sets_and_restores(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # the kernel's parameter folder stood in by a copy, so the test does not tune the CI host
-    (tmp_path / "guest_halt_poll_ns").write_text("0\n")
-    (tmp_path / "guest_halt_poll_allow_shrink").write_text("Y\n")
-    monkeypatch.setattr(environment_module, "HALT_POLL", tmp_path)
-    with guest_halt_polling(200_000):
-        assert (tmp_path / "guest_halt_poll_ns").read_text() == "200000"
-        assert (tmp_path / "guest_halt_poll_allow_shrink").read_text() == "N"
-    assert (tmp_path / "guest_halt_poll_ns").read_text() == "0"
-    assert (tmp_path / "guest_halt_poll_allow_shrink").read_text() == "Y"
-    with pytest.raises(RuntimeError), guest_halt_polling(5):  # restored on errors too
-        raise RuntimeError("boom")
-    assert (tmp_path / "guest_halt_poll_ns").read_text() == "0"
-
-
-def test_guest_halt_polling_without_haltpoll_is_a_clear_error(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(environment_module, "HALT_POLL", tmp_path / "missing")
-    with pytest.raises(ConfigError, match="KVM guest with the haltpoll"), guest_halt_polling(1):
-        pass
-    with pytest.raises(ConfigError, match="nanoseconds >= 0"), guest_halt_polling(-1):
-        pass

@@ -9,13 +9,9 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform
-from collections.abc import Iterator
-from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
-
-from slimkit.errors import ConfigError
 
 CPU_FEATURES = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8")
 PACKAGES = (
@@ -68,45 +64,6 @@ def idle_state() -> dict[str, Any]:
     }
 
 
-HALT_POLL = Path("/sys/module/haltpoll/parameters")
-
-
-@contextmanager
-def guest_halt_polling(nanoseconds: int) -> Iterator[None]:
-    """Let idle vCPUs of this virtual machine poll ``nanoseconds`` before halting, then restore.
-
-    A benchmark-host setting, like ``pyperf system tune``: with polling off (some hosts boot
-    guests with ``haltpoll.guest_halt_poll_ns=0``) every parallel section that wakes a second
-    thread pays a halted vCPU's wake-up through the hypervisor, and the multi-thread latency of
-    small models jumps between modes. Needs root and the ``haltpoll`` cpuidle driver.
-
-    Raises:
-        ConfigError: not a guest with ``haltpoll``, or the settings cannot be written (not root).
-    """
-    if nanoseconds < 0:
-        raise ConfigError(f"halt polling needs nanoseconds >= 0; got {nanoseconds}")
-    poll, shrink = HALT_POLL / "guest_halt_poll_ns", HALT_POLL / "guest_halt_poll_allow_shrink"
-    if not poll.is_file():
-        raise ConfigError(
-            f"{poll} does not exist: guest halt polling needs a KVM guest with the haltpoll "
-            "cpuidle driver; run without the halt-polling option"
-        )
-    saved = {path: path.read_text().strip() for path in (poll, shrink) if path.is_file()}
-    try:
-        poll.write_text(str(nanoseconds))
-        if shrink in saved:
-            shrink.write_text("N")  # keep the window at the value asked for
-    except OSError as error:
-        raise ConfigError(
-            f"cannot set guest halt polling ({error.strerror}): writing {poll} needs root"
-        ) from error
-    try:
-        yield
-    finally:
-        for path, value in saved.items():
-            path.write_text(value)
-
-
 def package_version(name: str) -> str | None:
     """Installed version of ``name``, or None."""
     try:
@@ -138,7 +95,7 @@ def _machine() -> dict[str, Any]:
 def environment() -> dict[str, Any]:
     """A JSON-safe description of this machine and the packages measuring on it.
 
-    The idle state is read afresh on every call (a benchmark may tune it while it runs).
+    The idle state is read afresh on every call (it can be changed while a process runs).
 
     Example:
         >>> env = environment()

@@ -105,6 +105,6 @@ def test_only_picklable_live_models_are_sent_to_a_child(tiny: torch.nn.Module) -
     torch.manual_seed(0)
     calibration = torch.randn(16, 1, 8, 8)
     assert _can_send(quantize_static(tiny, calibration))  # slimkit's simulated int8 model
-    # a PT2E graph holds local closures: bench times it in its own process instead
+    # a PT2E graph holds local closures: bench times it in the bench process instead
     assert not _can_send(quantize_pt2e(tiny, calibration.numpy(), quantizer="litert-pt2e"))
     assert not _can_send(None)

@@ -91,9 +91,14 @@ def main() -> int:
     for process in range(args.processes):
         print(f"process {process}: {args.runtime} {Path(args.path).name}, {args.threads} thread(s)")
         sys.stdout.flush()
-        result = subprocess.run(command, stdout=sys.stdout, stderr=subprocess.DEVNULL, check=False)
+        # the runtimes' own log lines go to stderr: kept out of the table, shown on failure
+        result = subprocess.run(
+            command, stdout=sys.stdout, stderr=subprocess.PIPE, text=True, check=False
+        )
         if result.returncode:
-            print(f"  failed (exit code {result.returncode}); run with --child to see why")
+            lines = [line for line in result.stderr.splitlines() if line.strip()]
+            print(f"  failed: {lines[-1] if lines else f'exit code {result.returncode}'}")
+            return 1
     return 0
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import logging
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -30,7 +29,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from slimkit.cli.bench import BENCH_LEGEND, BenchModel, bench_table, run_bench
+from slimkit.cli.bench import (
+    BENCH_LEGEND,
+    BenchModel,
+    bench_table,
+    repeat_stability_lines,
+    run_bench,
+)
 from slimkit.data import load_dataset
 from slimkit.export.targets import prepare_for_runtime
 from slimkit.io import write_json_atomic
@@ -85,45 +90,6 @@ def bench_dwsep_cnn(
 MODELS = [("lenet5", "lenet5"), ("mlp", "mlp"), ("dwsep-cnn", "bench-dwsep-cnn")]
 
 
-def _stability_lines(rows: list[dict[str, Any]]) -> list[str]:
-    """Repeat stability overall, per thread count, and against the harness's own verdict."""
-    timed = [r for r in rows if r["repeat_stability"] is not None]
-    if not timed:
-        return []
-    stabilities = [r["repeat_stability"] for r in timed]
-    under = sum(s < STABILITY for s in stabilities)
-    per_threads = ", ".join(
-        f"{t} thread{'s' if t > 1 else ''}: "
-        f"{sum(r['repeat_stability'] < STABILITY for r in timed if r['threads'] == t)}"
-        f"/{sum(r['threads'] == t for r in timed)}"
-        for t in sorted({r["threads"] for r in timed})
-    )
-    held = [r for r in timed if r["stable"] and r["repeat_stable"]]
-    flagged = len(timed) - len(held)
-    held_under = sum(r["repeat_stability"] < STABILITY for r in held)
-    misses = [r for r in timed if r["repeat_stability"] >= STABILITY]
-    lines = [
-        f"repeat stability (|Δp50| between two runs in one process): median "
-        f"{100 * statistics.median(stabilities):.1f}%, max {100 * max(stabilities):.1f}%, "
-        f"{under}/{len(timed)} settings under {100 * STABILITY:.0f}% ({per_threads})",
-        f"repeat stability where both windows held still: {held_under}/{len(held)} under "
-        f"{100 * STABILITY:.0f}%; {flagged} setting(s) flagged by the harness (a window's halves "
-        f"differed by more than its tolerance)",
-    ]
-    if misses:
-        lines.append(
-            "over "
-            + f"{100 * STABILITY:.0f}%: "
-            + "; ".join(
-                f"{r['model']} {r['runtime']} {r['precision']} b{r['batch_size']} "
-                f"t{r['threads']} {100 * r['repeat_stability']:.1f}%"
-                + ("" if r["stable"] and r["repeat_stable"] else " (flagged)")
-                for r in misses
-            )
-        )
-    return lines
-
-
 def _summary(rows: list[dict[str, Any]], crosscheck: list[dict[str, Any]]) -> list[str]:
     lines = []
     for runtime in RUNTIMES:
@@ -155,7 +121,7 @@ def _summary(rows: list[dict[str, Any]], crosscheck: list[dict[str, Any]]) -> li
                 f"{runtime}: XNNPACK delegation: "
                 + (f"PARTIAL for {', '.join(partial)}" if partial else "every file all-delegated")
             )
-    lines += _stability_lines(rows)
+    lines += repeat_stability_lines(rows, STABILITY)
     for check in crosscheck:
         lines.append(
             f"cross-check {check['model']}: LiteRT int8 from ExecuTorch's quantizer graph "
@@ -186,6 +152,11 @@ def main() -> int:
         choices=("slimkit", "runtime"),
         default="slimkit",
         help="int8 by slimkit's scales in every runtime, or each runtime's own quantizer",
+    )
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="pin each timing process to as many CPUs as it has threads (the last ones)",
     )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -226,6 +197,7 @@ def main() -> int:
         rounds=2,
         progress=lambda message: print(f"  {message}", flush=True),
         quantizer=args.quantizer,
+        pin=args.pin,
     )
     print(f"benchmark: {time.perf_counter() - started:.0f} s", flush=True)
 
@@ -269,6 +241,7 @@ def main() -> int:
                 "min_time_s": args.min_time,
                 "rounds": 2,
                 "quantizer": args.quantizer,
+                "pin": args.pin,
             },
             "models": trained,
             "summary": summary,

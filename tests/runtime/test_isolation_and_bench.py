@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from slimkit.cli import app
 from slimkit.errors import ConfigError, RuntimeLoadError
 from slimkit.export import export
 from slimkit.measure import LatencyConfig
-from slimkit.measure.latency import measure_isolated, peak_rss_bytes
+from slimkit.measure.latency import measure_isolated, peak_rss_bytes, pinned_cpus
 from slimkit.models import create_model
 from slimkit.techniques.quantize import quantize_static
 from slimkit.train import save_checkpoint
@@ -55,6 +56,23 @@ def test_a_live_model_is_timed_in_its_own_process(tiny: torch.nn.Module) -> None
     assert 50 * 2**20 < timing.baseline_rss_bytes <= timing.peak_rss_bytes
     with pytest.raises(ConfigError, match="timed with the pytorch runtime"):
         measure_isolated("onnxruntime", "<in-memory>", [x], config=FAST, model=quantized)
+
+
+def test_a_pinned_child_runs_on_the_cpus_it_was_given(
+    tiny: torch.nn.Module, tmp_path: Path
+) -> None:
+    path = export(tiny, tmp_path / "m.onnx").path
+    x = [np.zeros((1, 1, 8, 8), np.float32)]
+    one = pinned_cpus(1)
+    assert len(one) == 1 and one[0] == max(os.sched_getaffinity(0))  # the last CPU, not CPU 0
+    timing = measure_isolated("onnxruntime", path, x, threads=1, config=FAST, cpus=one)
+    assert timing.cpus == one  # read back in the child after timing
+    assert timing.to_dict()["cpus"] == list(one)
+    assert measure_isolated("onnxruntime", path, x, config=FAST).cpus is None
+    with pytest.raises(ConfigError, match="this process may use CPUs"):
+        measure_isolated("onnxruntime", path, x, config=FAST, cpus=[os.cpu_count() or 1])
+    with pytest.raises(ConfigError, match="threads must be at least 1"):
+        pinned_cpus(0)
 
 
 def test_isolated_errors_come_back_as_slimkit_errors(tmp_path: Path) -> None:
@@ -98,6 +116,21 @@ def test_bench_command_prints_one_table_and_writes_json(
     assert all(r["drift"] <= LatencyConfig().tolerance for r in rows if r["stable"])
 
 
+def test_bench_pin_times_each_process_on_as_many_cpus_as_threads(
+    tiny: torch.nn.Module, tmp_path: Path
+) -> None:
+    checkpoint = save_checkpoint(tiny, tmp_path / "tiny.safetensors")
+    out = tmp_path / "bench"
+    args = ["bench", str(checkpoint), "--data", "digits", "-b", "1", "-t", "1", "-r"]
+    args += ["onnxruntime", "--budget", "0.1", "--pin", "--out", str(out)]
+    result = CliRunner().invoke(app, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads((out / "bench.json").read_text())["rows"]
+    assert row["isolated"] and row["cpus"] == list(pinned_cpus(1))
+    with pytest.raises(ConfigError, match="use it with isolate=True"):
+        CliRunner().invoke(app, [*args, "--no-isolate"], catch_exceptions=False)
+
+
 def test_only_picklable_live_models_are_sent_to_a_child(tiny: torch.nn.Module) -> None:
     from slimkit.cli.bench import _can_send
     from slimkit.export.pt2e import quantize_pt2e
@@ -108,3 +141,27 @@ def test_only_picklable_live_models_are_sent_to_a_child(tiny: torch.nn.Module) -
     # a PT2E graph holds local closures: bench times it in the bench process instead
     assert not _can_send(quantize_pt2e(tiny, calibration.numpy(), quantizer="litert-pt2e"))
     assert not _can_send(None)
+
+
+def test_repeat_stability_lines_count_settings_per_thread_and_flag_unsettled_windows() -> None:
+    from slimkit.cli.bench import repeat_stability_lines
+
+    def row(threads: int, gap: float | None, held: bool = True) -> dict[str, object]:
+        return {
+            "model": "m",
+            "runtime": "onnxruntime",
+            "precision": "fp32",
+            "batch_size": 1,
+            "threads": threads,
+            "repeat_stability": gap,
+            "stable": True,
+            "repeat_stable": held,
+        }
+
+    rows = [row(1, 0.01), row(1, 0.02), row(2, 0.08, held=False), row(2, 0.03), row(1, None)]
+    overall, held, misses = repeat_stability_lines(rows, 0.05)
+    assert "3/4 settings under 5% (1 thread: 2/2, 2 threads: 1/2)" in overall
+    assert "median 2.5%, max 8.0%" in overall
+    assert held.startswith("repeat stability where both windows held still: 3/3 under 5%; 1 ")
+    assert misses == "over 5%: m onnxruntime fp32 b1 t2 8.0% (flagged)"
+    assert repeat_stability_lines([row(1, None)]) == []  # timed once: nothing to say

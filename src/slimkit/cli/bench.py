@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,7 @@ from slimkit.errors import ConfigError, check_choice
 from slimkit.export.targets import PRECISIONS, RUNTIME_QUANTIZERS, Artifact, prepare_for_runtime
 from slimkit.io import write_json_atomic, write_text_atomic
 from slimkit.measure import LatencyConfig, compare_logits, describe_cpu, environment
-from slimkit.measure.latency import measure_isolated, measure_latency
+from slimkit.measure.latency import measure_isolated, measure_latency, pinned_cpus
 from slimkit.report import format_bytes, markdown_table
 from slimkit.runtime import PyTorchRunner, Runner, load_runtime, predict_batches, runtime_info
 from slimkit.train import load_checkpoint
@@ -77,6 +78,7 @@ def _time_artifact(
     *,
     isolate: bool,
     rounds: int,
+    pin: bool = False,
 ) -> dict[str, Any]:
     """Latency per batch (and memory when isolated) of one artifact at one thread count."""
     if isolate and artifact.path is None and not _can_send(in_memory):
@@ -96,6 +98,7 @@ def _time_artifact(
             config=config,
             rounds=rounds,
             model=in_memory if artifact.path is None else None,
+            cpus=pinned_cpus(threads) if pin else None,
         )
         return {
             "latency": list(timing.latency),
@@ -104,6 +107,7 @@ def _time_artifact(
             "peak_rss_bytes": timing.peak_rss_bytes,
             "model_rss_bytes": timing.model_rss_bytes,
             "isolated": True,
+            "cpus": list(timing.cpus) if timing.cpus is not None else None,
         }
     runner = (
         PyTorchRunner.from_model(in_memory, threads=threads)
@@ -128,6 +132,7 @@ def _time_artifact(
         "peak_rss_bytes": None,
         "model_rss_bytes": None,
         "isolated": False,
+        "cpus": None,
     }
 
 
@@ -146,6 +151,7 @@ def run_bench(
     parity_samples: int | None = None,
     progress: ProgressFn | None = None,
     quantizer: str = "slimkit",
+    pin: bool = False,
 ) -> dict[str, Any]:
     """Export, check and time every (model, runtime, precision); one row per timed setting.
 
@@ -164,6 +170,8 @@ def run_bench(
         progress: called with a short message before each step.
         quantizer: int8 by ``slimkit`` (its scales in every runtime) or ``runtime`` (each
             runtime's own quantizer, labelled in the rows).
+        pin: pin each timing process to as many CPUs as it has threads (the last ones; see
+            :func:`slimkit.measure.latency.pinned_cpus`); needs ``isolate``.
 
     Returns:
         ``{"rows": [...], "artifacts": [...], "runtime_versions": {...}}``, JSON-safe.
@@ -175,6 +183,8 @@ def run_bench(
     for precision in precisions:
         check_choice("precision", precision, PRECISIONS)
     check_choice("quantizer", quantizer, ("slimkit", "runtime"))
+    if pin and not isolate:
+        raise ConfigError("pinning to CPUs applies to timing processes: use it with isolate=True")
     config = latency or LatencyConfig()
     rows: list[dict[str, Any]] = []
     artifacts: list[dict[str, Any]] = []
@@ -234,6 +244,7 @@ def run_bench(
                             config,
                             isolate=isolate,
                             rounds=rounds,
+                            pin=pin,
                         )
                         for b, stats, stability, repeat_stable in zip(
                             served,
@@ -270,6 +281,7 @@ def run_bench(
                                     "peak_rss_bytes": timed["peak_rss_bytes"],
                                     "model_rss_bytes": timed["model_rss_bytes"],
                                     "isolated": timed["isolated"],
+                                    "cpus": timed["cpus"],
                                     "max_abs_diff": parity.max_abs_diff,
                                     "argmax_agreement": parity.argmax_agreement,
                                     "within_1_lsb": parity.within_1_lsb,
@@ -292,6 +304,51 @@ BENCH_LEGEND = (
     "≤1 LSB: int8 outputs within one quantization step of slimkit's integer reference; "
     "rep Δ: |Δp50| between two runs in one process"
 )
+
+
+def repeat_stability_lines(rows: Sequence[dict[str, Any]], limit: float = 0.05) -> list[str]:
+    """Summary lines of rows timed twice (``rounds=2``): overall, per thread count, flagged.
+
+    A setting meets ``limit`` when the relative gap between its two p50s is below it; a row is
+    "flagged" when either window's halves disagreed (``stable``/``repeat_stable`` False). Rows
+    need ``repeat_stability`` (None: timed once), ``stable``, ``repeat_stable``, ``threads``,
+    ``model``, ``runtime``, ``precision`` and ``batch_size``.
+    """
+    timed = [r for r in rows if r["repeat_stability"] is not None]
+    if not timed:
+        return []
+    stabilities = [r["repeat_stability"] for r in timed]
+    under = sum(s < limit for s in stabilities)
+    per_threads = ", ".join(
+        f"{t} thread{'s' if t > 1 else ''}: "
+        f"{sum(r['repeat_stability'] < limit for r in timed if r['threads'] == t)}"
+        f"/{sum(r['threads'] == t for r in timed)}"
+        for t in sorted({r["threads"] for r in timed})
+    )
+    held = [r for r in timed if r["stable"] and r["repeat_stable"]]
+    flagged = len(timed) - len(held)
+    held_under = sum(r["repeat_stability"] < limit for r in held)
+    misses = [r for r in timed if r["repeat_stability"] >= limit]
+    lines = [
+        f"repeat stability (|Δp50| between two runs in one process): median "
+        f"{100 * statistics.median(stabilities):.1f}%, max {100 * max(stabilities):.1f}%, "
+        f"{under}/{len(timed)} settings under {100 * limit:.0f}% ({per_threads})",
+        f"repeat stability where both windows held still: {held_under}/{len(held)} under "
+        f"{100 * limit:.0f}%; {flagged} setting(s) flagged by the harness (a window's halves "
+        f"differed by more than its tolerance)",
+    ]
+    if misses:
+        lines.append(
+            "over "
+            + f"{100 * limit:.0f}%: "
+            + "; ".join(
+                f"{r['model']} {r['runtime']} {r['precision']} b{r['batch_size']} "
+                f"t{r['threads']} {100 * r['repeat_stability']:.1f}%"
+                + ("" if r["stable"] and r["repeat_stable"] else " (flagged)")
+                for r in misses
+            )
+        )
+    return lines
 
 
 def bench_table(rows: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
@@ -357,6 +414,9 @@ def bench_command(
     budget: float = typer.Option(1.0, help="Seconds of timing per setting at most."),
     isolate: bool = typer.Option(True, help="Time each file and thread count in its own process."),
     rounds: int = typer.Option(1, help="2 times each setting twice (repeat stability)."),
+    pin: bool = typer.Option(
+        False, help="Pin each timing process to as many CPUs as it has threads (the last ones)."
+    ),
     quantizer: str = typer.Option(
         "slimkit",
         help="int8 by 'slimkit' (its own scales in every runtime) or 'runtime' (each runtime's "
@@ -394,6 +454,7 @@ def bench_command(
             rounds=rounds,
             progress=lambda message: status.update(message),
             quantizer=quantizer,
+            pin=pin,
         )
     header, cells = bench_table(result["rows"])
     console.print(make_table(header, cells, title="p50/p99 in ms per batch"))

@@ -15,6 +15,7 @@ from slimkit.measure.latency import (
     measure_isolated,
     measure_latency,
     peak_rss_bytes,
+    pinned_cpus,
 )
 from slimkit.measure.measure import accuracy_of, measure
 from slimkit.measure.parity import ParityResult, compare_logits
@@ -38,5 +39,6 @@ __all__ = [
     "measure_isolated",
     "measure_latency",
     "peak_rss_bytes",
+    "pinned_cpus",
     "register_mac_rule",
 ]

@@ -216,6 +216,7 @@ class IsolatedTiming:
         baseline_rss_bytes: resident memory after importing slimkit, before loading the runtime.
         peak_rss_bytes: the process's peak resident memory after loading and timing the model.
         load_seconds: time to load the file into the runtime.
+        cpus: the CPUs the process was pinned to, read back after timing (None: not pinned).
     """
 
     runtime: str
@@ -226,6 +227,7 @@ class IsolatedTiming:
     baseline_rss_bytes: int
     peak_rss_bytes: int
     load_seconds: float
+    cpus: tuple[int, ...] | None = None
 
     @property
     def model_rss_bytes(self) -> int:
@@ -252,7 +254,45 @@ class IsolatedTiming:
             "peak_rss_bytes": self.peak_rss_bytes,
             "model_rss_bytes": self.model_rss_bytes,
             "load_seconds": self.load_seconds,
+            "cpus": list(self.cpus) if self.cpus is not None else None,
         }
+
+
+def _allowed_cpus() -> list[int]:
+    if not hasattr(os, "sched_getaffinity"):
+        raise ConfigError("pinning to CPUs needs os.sched_setaffinity (Linux); leave cpus unset")
+    return sorted(os.sched_getaffinity(0))
+
+
+def pinned_cpus(threads: int) -> tuple[int, ...]:
+    """The CPUs a ``threads``-thread timing is pinned to: the last ``threads`` this process may use.
+
+    The last rather than the first, because CPU 0 usually takes the most interrupts and
+    housekeeping. With no more CPUs than threads this is every CPU (pinning then changes
+    nothing but the record).
+
+    Example:
+        >>> len(pinned_cpus(1))
+        1
+    """
+    allowed = _allowed_cpus()
+    if threads < 1:
+        raise ConfigError(f"threads must be at least 1; got {threads}")
+    return tuple(allowed[-threads:])
+
+
+def _check_cpus(cpus: Sequence[int] | None) -> tuple[int, ...] | None:
+    if cpus is None:
+        return None
+    pinned = tuple(sorted({int(c) for c in cpus}))
+    allowed = _allowed_cpus()
+    outside = [c for c in pinned if c not in allowed]
+    if not pinned or outside:
+        raise ConfigError(
+            f"cannot pin to CPUs {list(cpus)}: this process may use CPUs {allowed}; pass some of "
+            "those (or none to leave the timing unpinned)"
+        )
+    return pinned
 
 
 def _isolated_child(
@@ -264,9 +304,12 @@ def _isolated_child(
     config: LatencyConfig | None,
     rounds: int,
     live_model: bool,
+    cpus: tuple[int, ...] | None = None,
 ) -> None:
     """The child process: load, time every batch ``rounds`` times, report, exit."""
     try:
+        if cpus is not None:  # before any runtime starts its threads: they inherit the mask
+            os.sched_setaffinity(0, cpus)
         from slimkit.runtime import load_runtime
         from slimkit.runtime.pytorch import PyTorchRunner
 
@@ -281,7 +324,9 @@ def _isolated_child(
             [measure_latency(runner.run, x, threads=threads, config=config) for x in batches]
             for _ in range(rounds)
         ]
-        connection.send(("ok", (timings, baseline, peak_rss_bytes(), load_seconds)))
+        # the mask as it is after timing (a runtime could have changed it), for the record
+        held = tuple(sorted(os.sched_getaffinity(0))) if cpus is not None else None
+        connection.send(("ok", (timings, baseline, peak_rss_bytes(), load_seconds, held)))
     except BaseException as error:  # report everything; the parent raises it
         connection.send(("error", (type(error).__name__, str(error))))
     finally:
@@ -298,6 +343,7 @@ def measure_isolated(
     rounds: int = 1,
     timeout_s: float = 600.0,
     model: Any = None,
+    cpus: Sequence[int] | None = None,
 ) -> IsolatedTiming:
     """Time a model file (or a live PyTorch model) in a fresh process and report its peak memory.
 
@@ -312,6 +358,9 @@ def measure_isolated(
         model: a PyTorch module this process built (e.g. slimkit's simulated int8 model, which
             has no file) to time with the ``pytorch`` runtime; it is sent to the child through
             the pipe (pickled: pass only models made in this process, never one from a file).
+        cpus: pin the child (and every thread its runtime starts) to these CPUs
+            (``os.sched_setaffinity``; Linux), so the scheduler cannot move it between cores
+            between or within timing windows; see :func:`pinned_cpus`. None: not pinned.
 
     Returns:
         Latency per batch, the repeat round if asked, baseline and peak resident memory.
@@ -326,12 +375,23 @@ def measure_isolated(
         raise ConfigError("measure_isolated needs at least one input batch")
     if model is not None and runtime != "pytorch":
         raise ConfigError(f"a live model is timed with the pytorch runtime, not {runtime!r}")
+    pinned = _check_cpus(cpus)
     context = multiprocessing.get_context("spawn")
     receiver, sender = context.Pipe(duplex=model is not None)
     arrays = [np.ascontiguousarray(x, dtype=np.float32) for x in batches]
     child = context.Process(
         target=_isolated_child,
-        args=(sender, runtime, str(path), arrays, threads, config, rounds, model is not None),
+        args=(
+            sender,
+            runtime,
+            str(path),
+            arrays,
+            threads,
+            config,
+            rounds,
+            model is not None,
+            pinned,
+        ),
         daemon=True,
     )
     child.start()
@@ -362,7 +422,7 @@ def measure_isolated(
         if isinstance(error_type, type) and issubclass(error_type, errors.SlimkitError):
             raise error_type(message)
         raise RuntimeLoadError(f"{runtime}: measuring {path} failed: {name}: {message}")
-    timings, baseline, peak, load_seconds = payload
+    timings, baseline, peak, load_seconds, held = payload
     return IsolatedTiming(
         runtime=runtime,
         path=str(path),
@@ -372,4 +432,5 @@ def measure_isolated(
         baseline_rss_bytes=int(baseline),
         peak_rss_bytes=int(peak),
         load_seconds=float(load_seconds),
+        cpus=held,
     )

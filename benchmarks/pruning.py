@@ -1,4 +1,4 @@
-"""Pruning benchmark: unstructured pruning and Deep Compression, structured channel pruning.
+"""Pruning benchmark: unstructured pruning and Deep Compression, channel and attention-head pruning.
 
 Unstructured section (LeNet-300-100 on MNIST, one run, side by side): the dense baseline; magnitude
 pruning at 90% and 95% (global threshold, gradual schedule of Zhu & Gupta 2017 during 8 epochs of
@@ -11,9 +11,9 @@ checkpoint; the Deep Compression model is reloaded from its file (bit-exact) and
 Runtime. Han et al. report 40× at 1.64% → 1.58% error; the acceptance here is ≥ 30× smaller than
 the fp32 weights with ≤ 0.2 points of accuracy lost.
 
-Structured section: see :func:`structured_section`.
+Structured section: see :func:`structured_section`; heads section: :func:`heads_section`.
 
-    python benchmarks/pruning.py [--mnist PATH] [--section unstructured|structured|all]
+    python benchmarks/pruning.py [--mnist PATH] [--section unstructured|structured|heads|all]
                                  [--threads 1] [--reuse] [--fine-tune-epochs 2]
                                  [--out benchmarks/results/pruning.json]
 """
@@ -251,7 +251,56 @@ def structured_section(args: argparse.Namespace) -> dict[str, Any] | None:
     return {**results, "accepted": accepted}
 
 
-SECTIONS = {"unstructured": unstructured_section, "structured": structured_section}
+def heads_section(args: argparse.Namespace) -> dict[str, Any]:
+    """Attention-head pruning of the small ViT (4 heads per block) vs dense.
+
+    The work is in ``benchmarks/pruning_heads.py``.
+    """
+    from pruning_heads import heads_section as run
+    from pruning_structured import SETTINGS
+
+    data = load_dataset(f"mnist:{args.mnist}", seed=0)
+    results = run(data, args.out.parent / "pruning_heads", fine_tune_epochs=args.fine_tune_epochs)
+    header = [
+        "method",
+        "heads/block",
+        "acc",
+        "before FT",
+        "Δ pts",
+        "MACs",
+        "params",
+        *[f"b{b} t{t}" for b, t in SETTINGS],
+        "speedup b64 t1",
+    ]
+    cells = [
+        [
+            r["method"],
+            "/".join(str(h) for h in r["heads"].values()),
+            f"{100 * r['accuracy']:.2f}%",
+            f"{100 * r['accuracy_before_fine_tuning']:.2f}%"
+            if "accuracy_before_fine_tuning" in r
+            else "",
+            f"{-r['drop_points']:+.2f}" if "drop_points" in r else "0",
+            f"{r['macs']:,}",
+            f"{r['params']:,}",
+            *[f"{r['latency'][f'b{b} t{t}']:.3f}" for b, t in SETTINGS],
+            f"{r['speedup']['b64 t1']:.2f}x" if "speedup" in r else "1.00x",
+        ]
+        for r in results["rows"]
+    ]
+    print(
+        f"\nAttention-head pruning, ViT-small on MNIST ({results['fine_tune_epochs']} fine-tuning "
+        "epochs; ONNX Runtime p50 ms per batch, b = batch, t = threads)\n"
+    )
+    print(markdown_table(header, cells))
+    return results
+
+
+SECTIONS = {
+    "unstructured": unstructured_section,
+    "structured": structured_section,
+    "heads": heads_section,
+}
 
 
 def main() -> int:
@@ -259,7 +308,7 @@ def main() -> int:
     parser.add_argument(
         "--mnist", type=Path, default=DEFAULT_MNIST, help="folder of the MNIST files"
     )
-    parser.add_argument("--section", choices=["unstructured", "structured", "all"], default="all")
+    parser.add_argument("--section", choices=[*SECTIONS, "all"], default="all")
     parser.add_argument(
         "--out", type=Path, default=ROOT / "benchmarks" / "results" / "pruning.json"
     )
@@ -268,7 +317,7 @@ def main() -> int:
         "--fine-tune-epochs",
         type=int,
         default=2,
-        help="fine-tuning epochs after channel pruning",
+        help="fine-tuning epochs after channel or head pruning",
     )
     parser.add_argument(
         "--reuse", action="store_true", help="reuse the dense checkpoint of an earlier run"

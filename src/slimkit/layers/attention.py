@@ -78,7 +78,10 @@ class MultiHeadAttention(nn.Module):
 
     Args:
         dim: token width (split evenly over the heads).
-        num_heads: number of heads ``h``; each has width ``dim / h``.
+        num_heads: number of heads ``h``; each has width ``head_dim = dim / h`` (head pruning,
+            :func:`slimkit.techniques.prune.prune_heads`, lowers ``num_heads`` and keeps
+            ``head_dim``: ``qkv`` then has ``3·h·head_dim`` outputs, ``proj`` ``h·head_dim``
+            inputs).
         attention: ``"softmax"`` (quadratic in L) or ``"linear"`` (linear in L).
         qkv_bias: give the ``qkv`` projection a bias.
     """
@@ -92,17 +95,18 @@ class MultiHeadAttention(nn.Module):
         if dim % num_heads:
             raise ConfigError(f"dim must be divisible by num_heads ({num_heads}); got {dim}")
         self.num_heads = num_heads
+        self.head_dim = dim // num_heads  # kept when heads are pruned (num_heads·head_dim < dim)
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
         self.kernel: nn.Module = SoftmaxAttention() if attention == "softmax" else LinearAttention()
         self.proj = nn.Linear(dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, length, dim = x.shape
-        head_dim = dim // self.num_heads
-        # (N, L, 3·dim) -> (3, N, h, L, d)
-        qkv = self.qkv(x).reshape(n, length, 3, self.num_heads, head_dim).permute(2, 0, 3, 1, 4)
+        n, length, _ = x.shape
+        h, d = self.num_heads, self.head_dim
+        # (N, L, 3·h·d) -> (3, N, h, L, d)
+        qkv = self.qkv(x).reshape(n, length, 3, h, d).permute(2, 0, 3, 1, 4)
         out = self.kernel(qkv[0], qkv[1], qkv[2])  # (N, h, L, d)
-        return self.proj(out.transpose(1, 2).reshape(n, length, dim))
+        return self.proj(out.transpose(1, 2).reshape(n, length, h * d))
 
 
 class TransformerBlock(nn.Module):

@@ -1,10 +1,18 @@
-"""Pruning: structured channel pruning that removes channels (with a dependency analysis);
+"""Pruning: structured channel pruning that removes channels (with a dependency analysis) and
+attention-head pruning that removes whole heads;
 unstructured magnitude pruning (global or per layer, one-shot or on the gradual schedule of Zhu &
 Gupta 2017); the sparse file format and the size accounting of Deep Compression (Han et al. 2016)
 with its canonical Huffman coder.
 """
 
 from slimkit.techniques.prune.deep_compression import STAGES, CompressionStages, compression_stages
+from slimkit.techniques.prune.heads import (
+    HeadPruningConfig,
+    head_importance,
+    heads_by_layer,
+    prune_heads,
+    remove_heads,
+)
 from slimkit.techniques.prune.huffman import HuffmanCode
 from slimkit.techniques.prune.magnitude import (
     MagnitudePruning,
@@ -39,6 +47,7 @@ __all__ = [
     "ChannelPruningConfig",
     "CompressionStages",
     "GradualSchedule",
+    "HeadPruningConfig",
     "HuffmanCode",
     "MagnitudePruning",
     "MagnitudePruningConfig",
@@ -50,12 +59,16 @@ __all__ = [
     "decode_sparse",
     "encode_sparse",
     "global_sparsity",
+    "head_importance",
+    "heads_by_layer",
     "load_sparse",
     "magnitude_masks",
     "prune_channels",
+    "prune_heads",
     "prune_magnitude",
     "pruning_callback",
     "read_sparse",
+    "remove_heads",
     "save_sparse",
     "select_channels",
     "select_layers",

@@ -15,7 +15,8 @@ every group goes together (a *unit*), and the shuffle's permutation maps the ind
 after it (:mod:`~slimkit.techniques.prune.reshapes`). Transformers prune their MLP hidden units
 (``fc1`` outputs through the activation to ``fc2`` inputs); the residual stream stays whole, pinned
 by the layer norms and the position embedding, and so do the attention heads, whose ``qkv`` output
-is split into heads by a reshape with the head width computed from the stream width.
+is split into q, k, v and heads by one reshape the analysis does not follow (whole heads are
+removed by :func:`~slimkit.techniques.prune.heads.prune_heads` instead).
 
 Whatever the analysis does not understand pins (freezes) the channels it touches, with the reason:
 pruning a pattern it cannot follow would silently produce a wrong model.

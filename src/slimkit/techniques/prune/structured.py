@@ -40,6 +40,12 @@ logger = logging.getLogger(__name__)
 IMPORTANCES = ("l1", "l2", "bn_scale", "taylor")
 
 
+def check_ratio(ratio: Any) -> None:
+    """A fraction of channels or heads to remove: a number in [0, 1), else ConfigError."""
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 <= ratio < 1:
+        raise ConfigError(f"ratio must be in [0, 1); got {ratio!r}")
+
+
 def _input_shape(model: nn.Module, input_shape: tuple[int, ...] | None) -> tuple[int, ...]:
     if input_shape is not None:
         return tuple(input_shape)
@@ -285,8 +291,7 @@ def prune_channels(
     Example:
         >>> smaller = prune_channels(create_model("lenet5"), ratio=0.5)  # doctest: +SKIP
     """
-    if not 0 <= ratio < 1:
-        raise ConfigError(f"ratio must be in [0, 1); got {ratio!r}")
+    check_ratio(ratio)
     check_choice("importance", importance, IMPORTANCES)
     shape = _input_shape(model, input_shape)
     pruned = copy.deepcopy(model).eval()
@@ -348,12 +353,7 @@ class ChannelPruningConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if (
-            isinstance(self.ratio, bool)
-            or not isinstance(self.ratio, (int, float))
-            or not 0 <= self.ratio < 1
-        ):
-            raise ConfigError(f"ratio must be in [0, 1); got {self.ratio!r}")
+        check_ratio(self.ratio)
         check_choice("importance", self.importance, IMPORTANCES)
         if self.scope is not None:
             object.__setattr__(self, "scope", tuple(self.scope))
@@ -367,8 +367,6 @@ class ChannelPruningConfig:
 def _apply_channel_pruning(
     model: nn.Module, config: ChannelPruningConfig, context: CompressContext
 ) -> nn.Module:
-    from slimkit.train import TrainConfig, train
-
     if config.importance == "taylor" or config.epochs > 0:
         context.require_data("channel pruning with taylor importance or fine-tuning")
     pruned = prune_channels(
@@ -384,6 +382,19 @@ def _apply_channel_pruning(
             else None
         ),
     )
+    return finish_pruned(model, pruned, context, config)
+
+
+def finish_pruned(
+    model: nn.Module, pruned: nn.Module, context: CompressContext, config: Any
+) -> nn.Module:
+    """Mark a structurally pruned copy of ``model`` and fine-tune it for ``config.epochs``.
+
+    The copy keeps ``model``'s spec (which rebuilds the dense architecture, so the copy is marked
+    ``slimkit_pruned``); ``config`` gives ``epochs``, ``lr``, ``batch_size`` and ``seed``.
+    """
+    from slimkit.train import TrainConfig, train
+
     spec = getattr(model, "slimkit_spec", None)
     if spec is not None:
         pruned.slimkit_spec = spec  # the spec rebuilds the dense architecture, not this one

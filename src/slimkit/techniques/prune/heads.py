@@ -1,0 +1,225 @@
+"""Attention-head pruning: remove whole heads of slimkit's multi-head attention layers.
+
+Head ``h`` of a :class:`~slimkit.layers.attention.MultiHeadAttention` with ``H`` heads of width
+``d`` owns rows ``s·H·d + h·d … s·H·d + (h+1)·d`` of the ``qkv`` projection (``s`` = 0, 1, 2 for
+q, k, v) and columns ``h·d … (h+1)·d`` of ``proj``. The attention kernel works per head, so
+slicing those rows and columns removes the head exactly: the pruned layer computes what the full
+one computes with that head's output set to zero, and the residual stream keeps its width, so no
+other layer changes. Channel pruning (:func:`~slimkit.techniques.prune.prune_channels`) leaves the
+heads whole (the analysis pins them); the two compose: heads first, then the MLP hidden units.
+
+Importance per head (the layer's heads are ranked against each other, and every layer keeps the
+same share):
+
+- ``l1`` / ``l2``: norm of the head's ``qkv`` rows and ``proj`` columns;
+- ``taylor``: ``|Σ w · ∂L/∂w|`` over the same weights on a few training batches, the first-order
+  estimate of the loss change when the head is removed (the head-importance score of Michel et
+  al. 2019, "Are Sixteen Heads Really Better than One?", in its weight form).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from slimkit.data import Dataset
+from slimkit.errors import ConfigError, check_choice
+from slimkit.layers.attention import MultiHeadAttention
+from slimkit.techniques.prune.structured import check_ratio, finish_pruned, taylor_gradients
+from slimkit.techniques.registry import CompressContext, register_technique
+
+logger = logging.getLogger(__name__)
+
+HEAD_IMPORTANCES = ("l1", "l2", "taylor")
+
+
+def attention_layers(model: nn.Module) -> dict[str, MultiHeadAttention]:
+    """The model's multi-head attention layers by qualified name."""
+    return {n: m for n, m in model.named_modules() if isinstance(m, MultiHeadAttention)}
+
+
+def heads_by_layer(model: nn.Module) -> dict[str, int]:
+    """How many heads each attention layer has (after pruning: how many it kept)."""
+    return {name: layer.num_heads for name, layer in attention_layers(model).items()}
+
+
+def _qkv_rows(layer: MultiHeadAttention, heads: torch.Tensor) -> torch.Tensor:
+    """Indices of the ``qkv`` output rows of ``heads`` (q rows, then k, then v)."""
+    d, inner = layer.head_dim, layer.num_heads * layer.head_dim
+    within = (heads[:, None] * d + torch.arange(d)[None, :]).reshape(-1)
+    return torch.cat([s * inner + within for s in range(3)])
+
+
+def _proj_columns(layer: MultiHeadAttention, heads: torch.Tensor) -> torch.Tensor:
+    d = layer.head_dim
+    return (heads[:, None] * d + torch.arange(d)[None, :]).reshape(-1)
+
+
+def head_importance(
+    layer: MultiHeadAttention,
+    importance: str = "l1",
+    qkv_grad: torch.Tensor | None = None,
+    proj_grad: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """One score per head of ``layer`` (higher = more important).
+
+    Args:
+        layer: the attention layer.
+        importance: ``l1``, ``l2`` or ``taylor`` (needs the weight gradients).
+        qkv_grad: loss gradient of ``layer.qkv.weight`` (``taylor`` only).
+        proj_grad: loss gradient of ``layer.proj.weight`` (``taylor`` only).
+    """
+    check_choice("importance", importance, HEAD_IMPORTANCES)
+    if importance == "taylor" and (qkv_grad is None or proj_grad is None):
+        raise ConfigError("importance 'taylor' needs the gradients of the qkv and proj weights")
+    qkv, proj = layer.qkv.weight.detach(), layer.proj.weight.detach()
+    scores = []
+    for h in range(layer.num_heads):
+        head = torch.tensor([h])
+        rows, cols = _qkv_rows(layer, head), _proj_columns(layer, head)
+        weights = torch.cat([qkv[rows].reshape(-1), proj[:, cols].reshape(-1)])
+        if importance == "l1":
+            scores.append(weights.abs().sum())
+        elif importance == "l2":
+            scores.append(weights.pow(2).sum().sqrt())
+        else:
+            assert qkv_grad is not None and proj_grad is not None
+            grads = torch.cat([qkv_grad[rows].reshape(-1), proj_grad[:, cols].reshape(-1)])
+            scores.append((weights * grads).sum().abs())
+    return torch.stack(scores)
+
+
+def _slice_linear(linear: nn.Linear, index: torch.Tensor, dim: int) -> None:
+    """Keep ``index`` of ``linear``'s outputs (dim 0) or inputs (dim 1), in place."""
+    weight = linear.weight.detach().index_select(dim, index).clone()
+    linear.weight = nn.Parameter(weight, requires_grad=linear.weight.requires_grad)
+    if dim == 0:
+        linear.out_features = len(index)
+        if linear.bias is not None:
+            bias = linear.bias.detach()[index].clone()
+            linear.bias = nn.Parameter(bias, requires_grad=linear.bias.requires_grad)
+    else:
+        linear.in_features = len(index)
+
+
+def remove_heads(layer: MultiHeadAttention, keep: torch.Tensor) -> None:
+    """Keep only heads ``keep`` (indices, in their original order) of ``layer``, in place."""
+    keep = torch.as_tensor(keep, dtype=torch.long).sort().values
+    if len(keep) == 0 or len(torch.unique(keep)) != len(keep) or keep.max() >= layer.num_heads:
+        raise ConfigError(
+            f"keep must name distinct heads among 0..{layer.num_heads - 1}, at least one; "
+            f"got {keep.tolist()}"
+        )
+    _slice_linear(layer.qkv, _qkv_rows(layer, keep), 0)
+    _slice_linear(layer.proj, _proj_columns(layer, keep), 1)
+    layer.num_heads = len(keep)
+
+
+def prune_heads(
+    model: nn.Module,
+    *,
+    ratio: float,
+    importance: str = "l1",
+    min_heads: int = 1,
+    data: Dataset | None = None,
+) -> nn.Module:
+    """A copy of ``model`` with ``ratio`` of every attention layer's heads removed.
+
+    Each layer keeps ``max(min_heads, H - floor(ratio · H))`` of its ``H`` heads, the most
+    important ones.
+
+    Args:
+        model: the model (not modified); it must have slimkit attention layers.
+        ratio: fraction of each layer's heads to remove, in [0, 1).
+        importance: ``l1``, ``l2`` or ``taylor`` (needs ``data``).
+        min_heads: never keep fewer heads than this in a layer.
+        data: training data for the ``taylor`` importance.
+
+    Example:
+        >>> model = create_model("transformer", input_shape=(1, 28, 28))  # doctest: +SKIP
+        >>> heads_by_layer(prune_heads(model, ratio=0.5))  # doctest: +SKIP
+    """
+    check_ratio(ratio)
+    check_choice("importance", importance, HEAD_IMPORTANCES)
+    if not isinstance(min_heads, int) or min_heads < 1:
+        raise ConfigError(f"min_heads must be an int >= 1; got {min_heads!r}")
+    pruned = copy.deepcopy(model).eval()
+    layers = attention_layers(pruned)
+    if not layers:
+        raise ConfigError(
+            f"{type(model).__name__} has no slimkit MultiHeadAttention layer, so no heads to "
+            "prune; use channel_pruning for convolutional and MLP models"
+        )
+    gradients: dict[str, torch.Tensor] = {}
+    if importance == "taylor":
+        if data is None:
+            raise ConfigError("importance 'taylor' needs training data (data=...)")
+        gradients = taylor_gradients(pruned, data)
+    for name, layer in layers.items():
+        total = layer.num_heads
+        kept = min(total, max(min_heads, total - math.floor(ratio * total)))
+        if kept == total:
+            continue
+        prefix = f"{name}." if name else ""
+        scores = head_importance(
+            layer,
+            importance,
+            gradients.get(f"{prefix}qkv"),
+            gradients.get(f"{prefix}proj"),
+        )
+        keep = torch.topk(scores, kept).indices  # ties: the lower index, as topk is stable here
+        remove_heads(layer, keep)
+        logger.info("%s: kept %d of %d heads", name, kept, total)
+    return pruned
+
+
+@dataclass(frozen=True)
+class HeadPruningConfig:
+    """Remove a fraction of the heads of every attention layer, then fine-tune.
+
+    Args:
+        ratio: fraction of each layer's heads to remove, in [0, 1).
+        importance: ``l1``, ``l2`` or ``taylor``.
+        min_heads: heads every layer keeps at least.
+        epochs: fine-tuning epochs after pruning (0 = none).
+        lr: fine-tuning learning rate.
+        batch_size: fine-tuning batch size.
+        seed: fine-tuning seed.
+    """
+
+    ratio: float = 0.5
+    importance: str = "l1"
+    min_heads: int = 1
+    epochs: int = 0
+    lr: float = 1e-3
+    batch_size: int = 64
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_ratio(self.ratio)
+        check_choice("importance", self.importance, HEAD_IMPORTANCES)
+        if not isinstance(self.min_heads, int) or self.min_heads < 1:
+            raise ConfigError(f"min_heads must be an int >= 1; got {self.min_heads!r}")
+        if not isinstance(self.epochs, int) or self.epochs < 0:
+            raise ConfigError(f"epochs must be an int >= 0; got {self.epochs!r}")
+
+
+@register_technique("head_pruning", HeadPruningConfig)
+def _apply_head_pruning(
+    model: nn.Module, config: HeadPruningConfig, context: CompressContext
+) -> nn.Module:
+    if config.importance == "taylor" or config.epochs > 0:
+        context.require_data("head pruning with taylor importance or fine-tuning")
+    pruned = prune_heads(
+        model,
+        ratio=config.ratio,
+        importance=config.importance,
+        min_heads=config.min_heads,
+        data=context.data,
+    )
+    return finish_pruned(model, pruned, context, config)

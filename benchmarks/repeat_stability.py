@@ -125,8 +125,10 @@ def main() -> int:
     if args.models:
         files = [f for f in files if f["model"] in args.models]
     if not files:
+        wanted = f" of models {', '.join(args.models)}" if args.models else ""
         print(
-            f"error: no .onnx/.tflite/.pte/.safetensors files under {args.files}", file=sys.stderr
+            f"error: no .onnx/.tflite/.pte/.safetensors files{wanted} under {args.files}",
+            file=sys.stderr,
         )
         return 2
     rng = np.random.default_rng(0)

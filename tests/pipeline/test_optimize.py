@@ -74,18 +74,27 @@ def test_unwritable_run_folder_is_one_error(tmp_path: Path) -> None:
         optimize(RECIPE, out=blocker / "run")
 
 
-def test_interrupt_leaves_an_incomplete_report_and_a_rerun_finishes(tmp_path: Path) -> None:
-    recipe = {**RECIPE, "candidates": RECIPE["candidates"][:2], "search": None}
-    recipe = {k: v for k, v in recipe.items() if v is not None}
+def _start_until(tmp_path: Path, finished: str) -> tuple[list[str], Path, subprocess.Popen[bytes]]:
+    """Start ``slimkit optimize`` on the first two candidates of RECIPE (no search) in a child
+    process and wait until candidate ``finished`` has been written; returns the command, the run
+    folder and the running process."""
+    recipe = {k: v for k, v in RECIPE.items() if k != "search"}
+    recipe["candidates"] = RECIPE["candidates"][:2]
     path = tmp_path / "recipe.json"
     path.write_text(json.dumps(recipe))  # JSON is YAML
     out = tmp_path / "run"
     command = [sys.executable, "-m", "slimkit", "optimize", str(path), "--out", str(out)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    marker = out / "candidates" / f"{finished}.json"
     deadline = time.time() + 120
-    while time.time() < deadline and not (out / "candidates" / "baseline.json").is_file():
-        time.sleep(0.1)
-    assert (out / "candidates" / "baseline.json").is_file()
+    while time.time() < deadline and not marker.is_file():
+        time.sleep(0.05)
+    assert marker.is_file(), f"{finished} was not written within 120 s"
+    return command, out, process
+
+
+def test_interrupt_leaves_an_incomplete_report_and_a_rerun_finishes(tmp_path: Path) -> None:
+    command, out, process = _start_until(tmp_path, "baseline")
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=120) == 130
     partial = load_report(out)
@@ -100,17 +109,7 @@ def test_interrupt_leaves_an_incomplete_report_and_a_rerun_finishes(tmp_path: Pa
 
 
 def test_sigkill_mid_run_then_rerun_redoes_nothing_finished(tmp_path: Path) -> None:
-    recipe = {k: v for k, v in RECIPE.items() if k != "search"}
-    recipe["candidates"] = RECIPE["candidates"][:2]
-    path = tmp_path / "recipe.json"
-    path.write_text(json.dumps(recipe))
-    out = tmp_path / "run"
-    command = [sys.executable, "-m", "slimkit", "optimize", str(path), "--out", str(out)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and not (out / "candidates" / "int8.json").is_file():
-        time.sleep(0.05)
-    assert (out / "candidates" / "int8.json").is_file()
+    command, out, process = _start_until(tmp_path, "int8")
     process.kill()  # SIGKILL: no handler runs, the report is whatever the last stage wrote
     process.wait()
     stamps = {p.name: p.stat().st_mtime_ns for p in (out / "candidates").iterdir()}

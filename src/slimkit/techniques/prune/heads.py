@@ -48,16 +48,17 @@ def heads_by_layer(model: nn.Module) -> dict[str, int]:
     return {name: layer.num_heads for name, layer in attention_layers(model).items()}
 
 
-def _qkv_rows(layer: MultiHeadAttention, heads: torch.Tensor) -> torch.Tensor:
-    """Indices of the ``qkv`` output rows of ``heads`` (q rows, then k, then v)."""
-    d, inner = layer.head_dim, layer.num_heads * layer.head_dim
-    within = (heads[:, None] * d + torch.arange(d)[None, :]).reshape(-1)
-    return torch.cat([s * inner + within for s in range(3)])
-
-
 def _proj_columns(layer: MultiHeadAttention, heads: torch.Tensor) -> torch.Tensor:
+    """Indices of ``heads``' features in the layer's ``h·d`` attention output (``proj`` inputs)."""
     d = layer.head_dim
     return (heads[:, None] * d + torch.arange(d)[None, :]).reshape(-1)
+
+
+def _qkv_rows(layer: MultiHeadAttention, heads: torch.Tensor) -> torch.Tensor:
+    """Indices of the ``qkv`` output rows of ``heads`` (q rows, then k, then v)."""
+    inner = layer.num_heads * layer.head_dim
+    within = _proj_columns(layer, heads)
+    return torch.cat([s * inner + within for s in range(3)])
 
 
 def head_importance(
@@ -141,8 +142,9 @@ def prune_heads(
         data: training data for the ``taylor`` importance.
 
     Example:
-        >>> model = create_model("transformer", input_shape=(1, 28, 28))  # doctest: +SKIP
-        >>> heads_by_layer(prune_heads(model, ratio=0.5))  # doctest: +SKIP
+        >>> vit = create_model("vit_small", input_shape=(1, 28, 28), num_heads=4)  # doctest: +SKIP
+        >>> heads_by_layer(prune_heads(vit, ratio=0.5))  # doctest: +SKIP
+        {'blocks.0.attn': 2, 'blocks.1.attn': 2, 'blocks.2.attn': 2}
     """
     check_ratio(ratio)
     check_choice("importance", importance, HEAD_IMPORTANCES)
@@ -172,7 +174,7 @@ def prune_heads(
             gradients.get(f"{prefix}qkv"),
             gradients.get(f"{prefix}proj"),
         )
-        keep = torch.topk(scores, kept).indices  # ties: the lower index, as topk is stable here
+        keep = torch.argsort(scores, descending=True, stable=True)[:kept]  # ties: lower index
         remove_heads(layer, keep)
         logger.info("%s: kept %d of %d heads", name, kept, total)
     return pruned

@@ -177,3 +177,33 @@ def test_slimkit_int8_falls_back_to_the_runtime_quantizer_with_a_note(tmp_path: 
     assert any("cannot be carried to litert" in note for note in prepared.notes)
     out = load_runtime("litert", prepared.artifacts[0].path).run(x[:8])
     assert compare_logits(prepared.reference(x[:8]), out).argmax_agreement >= 0.875
+
+
+def test_a_given_slimkit_int8_model_is_carried_instead_of_calibrating_again(
+    tiny: torch.nn.Module, inputs: np.ndarray, tmp_path: Path
+) -> None:
+    from slimkit.techniques.quantize import quantize_static, run_reference
+
+    # calibrated on a tenth of the range of the inputs given below: other scales than those
+    # calibration_data would give, so the files show which calibration they carry
+    given = quantize_static(tiny, torch.from_numpy(inputs[:32] * 0.1))
+    prepared = prepare_for_runtime(
+        tiny,
+        "onnxruntime",
+        tmp_path,
+        stem="tiny",
+        precision="int8",
+        calibration_data=inputs,
+        quantized=given,
+    )
+    expected = run_reference(given.graph, inputs)
+    np.testing.assert_array_equal(prepared.reference(inputs), expected)
+    assert prepared.lsb == float(given.graph.qparams[given.graph.output].scale[0])
+    assert prepared.artifacts[0].path is not None
+    out = load_runtime("onnxruntime", prepared.artifacts[0].path).run(inputs)
+    within = compare_logits(expected, out, lsb=prepared.lsb).within_1_lsb
+    assert within is not None and within >= 0.999
+    own = prepare_for_runtime(
+        tiny, "pytorch", tmp_path, stem="own", precision="int8", calibration_data=inputs
+    )
+    assert own.lsb != prepared.lsb  # calibrating here would have given other scales

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 import typer
 from torch import nn
 
@@ -58,6 +59,17 @@ def batch_of(x: np.ndarray, batch_size: int) -> np.ndarray:
     reps = -(-batch_size // len(x))
     tiled = np.concatenate([x] * reps) if reps > 1 else x
     return np.ascontiguousarray(tiled[:batch_size])
+
+
+def _slimkit_int8(model: nn.Module, calibration: np.ndarray) -> nn.Module | None:
+    """slimkit's static int8 of ``model`` (default config), or None where it cannot be built
+    (each runtime then says why and falls back to its own quantizer)."""
+    from slimkit.techniques.quantize import quantize_static
+
+    try:
+        return quantize_static(model.eval(), torch.from_numpy(calibration))
+    except ConfigError:
+        return None
 
 
 def _can_send(model: nn.Module | None) -> bool:
@@ -193,6 +205,17 @@ def run_bench(
         x_parity = x_test if parity_samples is None else x_test[:parity_samples]
         calibration = item.data.train.x.numpy().astype(np.float32)[:calibration_samples]
         batches = {b: batch_of(x_test, b) for b in batch_sizes}
+        # slimkit's int8 is calibrated once per model and carried to every runtime (the same
+        # scales by construction); its integer reference and the fp32 one are computed once
+        shared_int8 = (
+            _slimkit_int8(item.model, calibration)
+            if "int8" in precisions and quantizer == "slimkit"
+            else None
+        )
+        shared_references = {"pytorch-fp32"} | (
+            {"slimkit integer reference"} if shared_int8 is not None else set()
+        )
+        references: dict[str, np.ndarray] = {}
         for runtime in runtimes:
             fp32_p50: dict[tuple[int, int], float] = {}
             for precision in precisions:
@@ -208,9 +231,16 @@ def run_bench(
                     checkpoint=item.checkpoint,
                     input_shape=item.data.input_shape,
                     quantizer=quantizer,
+                    quantized=shared_int8,
                 )
                 say(f"{item.name}: {runtime} {precision}: parity on {len(x_parity)} samples")
-                reference = prepared.reference(x_parity)
+                name = prepared.reference_name
+                if name in references:
+                    reference = references[name]
+                else:
+                    reference = prepared.reference(x_parity)
+                    if name in shared_references:
+                        references[name] = reference
                 for artifact in prepared.artifacts:
                     runner: Runner
                     if artifact.path is None:

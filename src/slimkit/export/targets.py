@@ -142,6 +142,7 @@ def prepare_for_runtime(
     input_shape: tuple[int, ...] | None = None,
     quantizer: str = SLIMKIT,
     int8_config: Any = None,
+    quantized: Any = None,
 ) -> Prepared:
     """Write what ``runtime`` loads for ``model`` at ``precision`` into ``folder``.
 
@@ -160,6 +161,10 @@ def prepare_for_runtime(
             LiteRT/ExecuTorch/PyTorch (e.g. ``executorch-xnnpack-pt2e`` for LiteRT).
         int8_config: slimkit's :class:`~slimkit.techniques.quantize.StaticInt8Config` (default:
             min-max, per channel).
+        quantized: slimkit's int8 model of ``model``, already calibrated
+            (:func:`~slimkit.techniques.quantize.quantize_static`), to carry instead of
+            calibrating here: several runtimes then get the very same scales and share one
+            integer reference. Used for slimkit int8 only.
 
     Returns:
         The artifacts and the oracle for parity.
@@ -181,7 +186,15 @@ def prepare_for_runtime(
     notes: list[str] = []
     if precision == "int8" and quantizer == SLIMKIT:
         prepared = _prepare_slimkit_int8(
-            model, runtime, folder, stem, batch_sizes, calibration, int8_config, shape_options
+            model,
+            runtime,
+            folder,
+            stem,
+            batch_sizes,
+            calibration,
+            int8_config,
+            shape_options,
+            quantized,
         )
         if isinstance(prepared, Prepared):
             return prepared
@@ -266,6 +279,7 @@ def _prepare_slimkit_int8(
     calibration: np.ndarray,
     config: Any,
     shape_options: dict[str, Any],
+    given: Any = None,
 ) -> Prepared | str:
     """slimkit's static int8 for ``runtime``, held against slimkit's integer reference; or a
     note saying why this model falls back to the runtime's own quantizer."""
@@ -273,7 +287,11 @@ def _prepare_slimkit_int8(
     from slimkit.techniques.quantize import quantize_static, run_reference
 
     try:
-        quantized = quantize_static(model.eval(), torch.from_numpy(calibration), config)
+        quantized = (
+            given
+            if given is not None
+            else quantize_static(model.eval(), torch.from_numpy(calibration), config)
+        )
         source: nn.Module = quantized
         if runtime in FIXED_BATCH_FORMATS:
             source = slimkit_pt2e(quantized)  # checks the ops carry before any file is written

@@ -1,7 +1,8 @@
 """Attention-head section of ``benchmarks/pruning.py`` (imported by it).
 
 The small ViT of the zoo with 4 heads per block on MNIST: dense, then half of every block's
-heads removed (L1 and Taylor importance), and half the heads plus half the MLP hidden units
+heads removed (L1 and Taylor importance), half of all heads ranked across blocks (Taylor,
+normalized per block), and half the heads plus half the MLP hidden units
 (head pruning, then channel pruning), each fine-tuned for the same budget: test accuracy, MACs,
 parameters and ONNX Runtime latency (batch 1 and 64, 1 and 2 threads), side by side in one run.
 """
@@ -51,6 +52,9 @@ def heads_section(
     variants = {
         "heads 50% (l1)": lambda: prune_heads(dense, ratio=0.5, importance="l1"),
         "heads 50% (taylor)": lambda: prune_heads(dense, ratio=0.5, importance="taylor", data=data),
+        "heads 50% global (taylor)": lambda: prune_heads(
+            dense, ratio=0.5, importance="taylor", data=data, ranking="global"
+        ),
         "heads 50% + MLP 50% (l1)": lambda: prune_channels(
             prune_heads(dense, ratio=0.5), ratio=0.5, importance="l1"
         ),

@@ -101,6 +101,30 @@ def test_prune_heads_halves_every_layer_and_exports_with_parity(tmp_path: Path) 
     assert set(heads_by_layer(prune_heads(model, ratio=0.9, min_heads=2)).values()) == {2}
 
 
+def test_global_ranking_takes_more_heads_from_the_layer_that_needs_them_less() -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        MultiHeadAttention(16, num_heads=4), MultiHeadAttention(16, num_heads=4)
+    )
+    with torch.no_grad():
+        for layer in model:  # every head of both layers alike...
+            layer.qkv.weight.fill_(0.1)
+            layer.proj.weight.fill_(0.1)
+        second: Any = model[1]
+        d = second.head_dim  # ...but head 3 of the second layer carries it
+        for s in range(3):
+            second.qkv.weight[s * 16 + 3 * d : s * 16 + 4 * d] = 1.0
+        second.proj.weight[:, 3 * d :] = 1.0
+    assert heads_by_layer(prune_heads(model, ratio=0.5)) == {"0": 2, "1": 2}
+    pruned: Any = prune_heads(model, ratio=0.5, ranking="global")
+    assert heads_by_layer(pruned) == {"0": 3, "1": 1}
+    torch.testing.assert_close(pruned[1].qkv.weight, torch.ones(3 * d, 16))  # head 3 stayed
+    floor: Any = prune_heads(model, ratio=0.75, ranking="global", min_heads=2)
+    assert heads_by_layer(floor) == {"0": 2, "1": 2}  # no layer below min_heads
+    with pytest.raises(ConfigError, match="ranking"):
+        prune_heads(model, ratio=0.5, ranking="everywhere")
+
+
 def test_heads_then_channels_compose() -> None:
     model = _vit()
     pruned: Any = prune_channels(prune_heads(model, ratio=0.5), ratio=0.5)

@@ -8,8 +8,8 @@ one computes with that head's output set to zero, and the residual stream keeps 
 other layer changes. Channel pruning (:func:`~slimkit.techniques.prune.prune_channels`) leaves the
 heads whole (the analysis pins them); the two compose: heads first, then the MLP hidden units.
 
-Importance per head (the layer's heads are ranked against each other, and every layer keeps the
-same share):
+Importance per head (ranked within each layer, every layer keeping the same share; or, with
+``ranking="global"``, across layers after dividing each layer's scores by their L2 norm):
 
 - ``l1`` / ``l2``: norm of the head's ``qkv`` rows and ``proj`` columns;
 - ``taylor``: ``|Σ w · ∂L/∂w|`` over the same weights on a few training batches, the first-order
@@ -36,6 +36,7 @@ from slimkit.techniques.registry import CompressContext, register_technique
 logger = logging.getLogger(__name__)
 
 HEAD_IMPORTANCES = ("l1", "l2", "taylor")
+HEAD_RANKINGS = ("layer", "global")
 
 
 def attention_layers(model: nn.Module) -> dict[str, MultiHeadAttention]:
@@ -128,11 +129,15 @@ def prune_heads(
     importance: str = "l1",
     min_heads: int = 1,
     data: Dataset | None = None,
+    ranking: str = "layer",
 ) -> nn.Module:
-    """A copy of ``model`` with ``ratio`` of every attention layer's heads removed.
+    """A copy of ``model`` with ``ratio`` of its attention heads removed.
 
-    Each layer keeps ``max(min_heads, H - floor(ratio · H))`` of its ``H`` heads, the most
-    important ones.
+    With ``ranking="layer"`` each layer keeps ``max(min_heads, H - floor(ratio · H))`` of its
+    ``H`` heads, its most important ones. With ``"global"`` the ``floor(ratio · total)`` heads of
+    lowest importance across all layers go, each layer's scores divided by their L2 norm first
+    (Michel et al. 2019), so some layers lose more heads than others; none keeps fewer than
+    ``min_heads``.
 
     Args:
         model: the model (not modified); it must have slimkit attention layers.
@@ -140,6 +145,7 @@ def prune_heads(
         importance: ``l1``, ``l2`` or ``taylor`` (needs ``data``).
         min_heads: never keep fewer heads than this in a layer.
         data: training data for the ``taylor`` importance.
+        ranking: ``layer`` (the same share from every layer) or ``global``.
 
     Example:
         >>> vit = create_model("vit_small", input_shape=(1, 28, 28), num_heads=4)  # doctest: +SKIP
@@ -148,6 +154,7 @@ def prune_heads(
     """
     check_ratio(ratio)
     check_choice("importance", importance, HEAD_IMPORTANCES)
+    check_choice("ranking", ranking, HEAD_RANKINGS)
     if not isinstance(min_heads, int) or min_heads < 1:
         raise ConfigError(f"min_heads must be an int >= 1; got {min_heads!r}")
     pruned = copy.deepcopy(model).eval()
@@ -162,32 +169,63 @@ def prune_heads(
         if data is None:
             raise ConfigError("importance 'taylor' needs training data (data=...)")
         gradients = taylor_gradients(pruned, data)
+    scores = {}
+    for name, layer in layers.items():
+        prefix = f"{name}." if name else ""
+        scores[name] = head_importance(
+            layer, importance, gradients.get(f"{prefix}qkv"), gradients.get(f"{prefix}proj")
+        )
+    kept = (
+        _global_counts(scores, ratio, min_heads)
+        if ranking == "global"
+        else {
+            name: min(len(s), max(min_heads, len(s) - math.floor(ratio * len(s))))
+            for name, s in scores.items()
+        }
+    )
     for name, layer in layers.items():
         total = layer.num_heads
-        kept = min(total, max(min_heads, total - math.floor(ratio * total)))
-        if kept == total:
+        if kept[name] == total:
             continue
-        prefix = f"{name}." if name else ""
-        scores = head_importance(
-            layer,
-            importance,
-            gradients.get(f"{prefix}qkv"),
-            gradients.get(f"{prefix}proj"),
-        )
-        keep = torch.argsort(scores, descending=True, stable=True)[:kept]  # ties: lower index
-        remove_heads(layer, keep)
-        logger.info("%s: kept %d of %d heads", name, kept, total)
+        order = torch.argsort(scores[name], descending=True, stable=True)  # ties: lower index
+        remove_heads(layer, order[: kept[name]])
+        logger.info("%s: kept %d of %d heads", name, kept[name], total)
     return pruned
+
+
+def _global_counts(scores: dict[str, torch.Tensor], ratio: float, min_heads: int) -> dict[str, int]:
+    """Heads each layer keeps when ``ratio`` of all heads go, lowest normalized score first.
+
+    Scores are divided by their layer's L2 norm (Michel et al. 2019), so layers whose weights
+    or gradients differ in scale compare by how a head stands within its own layer; no layer
+    drops below ``min_heads``.
+    """
+    candidates = []
+    for name, s in scores.items():
+        norm = float(s.norm())
+        normalized = s / norm if norm > 0 else torch.zeros_like(s)
+        candidates += [(float(v), name, h) for h, v in enumerate(normalized)]
+    kept = {name: len(s) for name, s in scores.items()}
+    to_remove = math.floor(ratio * len(candidates))
+    for _, name, _ in sorted(candidates, key=lambda c: (c[0], c[1], c[2])):
+        if to_remove == 0:
+            break
+        if kept[name] > min_heads:
+            kept[name] -= 1
+            to_remove -= 1
+    return kept
 
 
 @dataclass(frozen=True)
 class HeadPruningConfig:
-    """Remove a fraction of the heads of every attention layer, then fine-tune.
+    """Remove a fraction of the attention heads (per layer or ranked globally), then fine-tune.
 
     Args:
-        ratio: fraction of each layer's heads to remove, in [0, 1).
+        ratio: fraction of the heads to remove, in [0, 1).
         importance: ``l1``, ``l2`` or ``taylor``.
         min_heads: heads every layer keeps at least.
+        ranking: ``layer`` (each layer loses ``ratio`` of its heads) or ``global`` (the least
+            important heads of the whole model, scores normalized per layer).
         epochs: fine-tuning epochs after pruning (0 = none).
         lr: fine-tuning learning rate.
         batch_size: fine-tuning batch size.
@@ -197,6 +235,7 @@ class HeadPruningConfig:
     ratio: float = 0.5
     importance: str = "l1"
     min_heads: int = 1
+    ranking: str = "layer"
     epochs: int = 0
     lr: float = 1e-3
     batch_size: int = 64
@@ -205,6 +244,7 @@ class HeadPruningConfig:
     def __post_init__(self) -> None:
         check_ratio(self.ratio)
         check_choice("importance", self.importance, HEAD_IMPORTANCES)
+        check_choice("ranking", self.ranking, HEAD_RANKINGS)
         if not isinstance(self.min_heads, int) or self.min_heads < 1:
             raise ConfigError(f"min_heads must be an int >= 1; got {self.min_heads!r}")
         if not isinstance(self.epochs, int) or self.epochs < 0:
@@ -223,5 +263,6 @@ def _apply_head_pruning(
         importance=config.importance,
         min_heads=config.min_heads,
         data=context.data,
+        ranking=config.ranking,
     )
     return finish_pruned(model, pruned, context, config)

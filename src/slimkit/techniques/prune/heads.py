@@ -30,7 +30,12 @@ from torch import nn
 from slimkit.data import Dataset
 from slimkit.errors import ConfigError, check_choice
 from slimkit.layers.attention import MultiHeadAttention
-from slimkit.techniques.prune.structured import check_ratio, finish_pruned, taylor_gradients
+from slimkit.techniques.prune.structured import (
+    check_epochs,
+    check_ratio,
+    finish_pruned,
+    taylor_gradients,
+)
 from slimkit.techniques.registry import CompressContext, register_technique
 
 logger = logging.getLogger(__name__)
@@ -247,8 +252,7 @@ class HeadPruningConfig:
         check_choice("ranking", self.ranking, HEAD_RANKINGS)
         if not isinstance(self.min_heads, int) or self.min_heads < 1:
             raise ConfigError(f"min_heads must be an int >= 1; got {self.min_heads!r}")
-        if not isinstance(self.epochs, int) or self.epochs < 0:
-            raise ConfigError(f"epochs must be an int >= 0; got {self.epochs!r}")
+        check_epochs(self.epochs)
 
 
 @register_technique("head_pruning", HeadPruningConfig)

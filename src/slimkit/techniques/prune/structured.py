@@ -46,6 +46,12 @@ def check_ratio(ratio: Any) -> None:
         raise ConfigError(f"ratio must be in [0, 1); got {ratio!r}")
 
 
+def check_epochs(epochs: Any) -> None:
+    """Fine-tuning epochs after pruning: an int >= 0, else ConfigError."""
+    if not isinstance(epochs, int) or epochs < 0:
+        raise ConfigError(f"epochs must be an int >= 0; got {epochs!r}")
+
+
 def _input_shape(model: nn.Module, input_shape: tuple[int, ...] | None) -> tuple[int, ...]:
     if input_shape is not None:
         return tuple(input_shape)
@@ -359,8 +365,7 @@ class ChannelPruningConfig:
             object.__setattr__(self, "scope", tuple(self.scope))
         if not isinstance(self.round_to, int) or self.round_to < 1:
             raise ConfigError(f"round_to must be an int >= 1; got {self.round_to!r}")
-        if not isinstance(self.epochs, int) or self.epochs < 0:
-            raise ConfigError(f"epochs must be an int >= 0; got {self.epochs!r}")
+        check_epochs(self.epochs)
 
 
 @register_technique("channel_pruning", ChannelPruningConfig)

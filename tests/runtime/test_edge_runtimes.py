@@ -124,6 +124,14 @@ def test_threads_are_applied_and_do_not_change_results(
         assert portable_lib._threadpool_get_thread_count() == 2
         one.run(x)
         assert portable_lib._threadpool_get_thread_count() == 1
+        # a resize frees the pool XNNPACK holds: the other runner loads its method again first
+        # (running the stale one used freed memory and could abort the process)
+        before = two.method
+        expected = one.run(x)
+        for _ in range(20):
+            np.testing.assert_allclose(two.run(x), expected, atol=1e-5)
+            np.testing.assert_allclose(one.run(x), expected, atol=1e-5)
+        assert two.method is not before
 
 
 class _CumsumHead(torch.nn.Module):

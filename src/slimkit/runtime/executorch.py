@@ -2,8 +2,9 @@
 
 Runs through ``executorch.runtime.Runtime`` (the portable pybindings, which include the XNNPACK
 backend). ExecuTorch keeps one process-wide thread pool: the runner resizes it to its thread count
-when loaded and again before a run if another runner changed it, so for clean timings of several
-thread counts measure each in its own process (``slimkit.measure.measure_isolated``).
+when loaded and again before a run if another runner changed it, and then loads its method again
+(XNNPACK keeps the pool a method was loaded with, and a resize frees it). For clean timings of
+several thread counts measure each in its own process (``slimkit.measure.measure_isolated``).
 
 ``.pte`` files from :func:`slimkit.export.executorch.export_executorch` have a fixed batch size
 (memory is planned for it); other batch sizes run in several calls.
@@ -56,6 +57,12 @@ def _threadpool() -> Any:
     return portable_lib
 
 
+# How many times this process resized ExecuTorch's thread pool. XNNPACK keeps the pool a method
+# was loaded with, and a resize destroys that pool: a method loaded before the last resize must
+# be loaded again before it runs (running it would use the freed pool and can abort the process).
+_pool_resets = 0
+
+
 @register_runtime
 class ExecuTorchRunner(Runner):
     """Runs a ``.pte`` program's ``forward`` method in the ExecuTorch runtime."""
@@ -67,12 +74,11 @@ class ExecuTorchRunner(Runner):
     install_hint = INSTALL_HINT
 
     def _load(self) -> None:
-        runtime = import_executorch_runtime()
+        import_executorch_runtime()  # the install hint first, if it is missing
         check_identifier(self.path, self.name, PTE_IDENTIFIER, "pte", "a .pte program")
         self._set_threads()
         try:
-            program = runtime.Runtime.get().load_program(self.path)
-            self.method = program.load_method(METHOD)
+            self._load_method()
         except Exception as error:  # the pybindings raise RuntimeError with an error code
             raise RuntimeLoadError(
                 f"executorch: cannot load {self.path} as an ExecuTorch program "
@@ -90,9 +96,21 @@ class ExecuTorchRunner(Runner):
         self._batch_size, self._input_shape = sizes[0], sizes[1:]
 
     def _set_threads(self) -> None:
+        """Size the process-wide pool to this runner's threads; reload the method if the pool
+        was replaced since it was loaded (by this runner or another one)."""
+        global _pool_resets
         pool = _threadpool()
         if pool._threadpool_get_thread_count() != self.threads:
             pool._unsafe_reset_threadpool(self.threads)
+            _pool_resets += 1
+        if getattr(self, "method", None) is not None and self._loaded_after != _pool_resets:
+            self._load_method()
+
+    def _load_method(self) -> None:
+        # a fresh Program: a Program caches its methods, and the cached one holds the old pool
+        program = import_executorch_runtime().Runtime.get().load_program(self.path)
+        self.method = program.load_method(METHOD)
+        self._loaded_after = _pool_resets
 
     @property
     def input_shape(self) -> tuple[int, ...] | None:

@@ -2,7 +2,8 @@
 
 Every file slimkit writes goes to a temporary file in the same folder first and is moved over the
 target with ``os.replace``, which is atomic on POSIX and Windows. A crash, Ctrl-C or a full disk
-leaves either the old file or the new one, never a torn one.
+leaves either the old file or the new one, never a torn one. Files get the permissions of the
+user's umask, as ``open`` would give them (reports are meant to be read by a team).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -33,19 +34,44 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     target = Path(path)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        os.close(fd)
+        tmp = _new_temporary(target)
     except OSError as error:
         raise WriteError(f"cannot write {target}: {error.strerror or error}") from error
-    tmp = Path(tmp_name)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())  # some writers (safetensors) create files 0600
         os.replace(tmp, target)
     except OSError as error:
         raise WriteError(f"cannot write {target}: {error.strerror or error}") from error
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where the system tells it (Linux)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _new_temporary(target: Path) -> Path:
+    """A new empty file beside ``target``, created with the user's umask (mkstemp's is 0600)."""
+    for _ in range(100):
+        tmp = target.parent / f".{target.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return tmp
+    raise FileExistsError(f"no free temporary name beside {target}")
 
 
 def write_atomic(path: str | os.PathLike[str], writer: Callable[[Path], None]) -> Path:

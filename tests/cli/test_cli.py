@@ -30,7 +30,7 @@ def _slimkit(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         env=env,
-        timeout=300,
+        timeout=1800,  # a guard against a hang, not a speed check: CI may be busy
     )
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from slimkit.errors import ConfigError
 from slimkit.pipeline import Recipe
-from slimkit.pipeline.recipe import build_user_model
+from slimkit.pipeline.recipe import CodeRules, build_user_model
 
 HERE = Path(__file__).parent
 SHIPPED = sorted((Path(__file__).parents[2] / "recipes").glob("*.yaml"))
@@ -26,7 +26,7 @@ def test_shipped_recipes_are_valid(path: Path, monkeypatch: pytest.MonkeyPatch) 
 def test_unknown_key_names_the_line(tmp_path: Path) -> None:
     path = tmp_path / "r.yaml"
     path.write_text("name: x\ndata: digits\nepochz: 3\n")
-    with pytest.raises(ConfigError, match=r"\(line 3\): unknown key\(s\) epochz; allowed: name"):
+    with pytest.raises(ConfigError, match=r"\(line 3\): epochz: unknown key; allowed: name"):
         Recipe.from_file(path)
 
 
@@ -48,9 +48,11 @@ def test_unknown_key_names_the_line(tmp_path: Path) -> None:
             },
             "bitz",
         ),
-        ({"candidates": [{"name": "baseline", "techniques": []}]}, "a candidate needs"),
+        ({"candidates": [{"name": "a", "techniques": []}]}, "a candidate needs"),
+        ({"candidates": [{"name": "baseline", "techniques": []}]}, "a name the report gives"),
+        ({"candidates": [{"name": "trial 3", "techniques": []}]}, "a name the report gives"),
         ({"search": {"trials": 2, "space": {"model": {"nope": {}}}}}, "unknown model 'nope'"),
-        ({"search": {"trails": 2}}, "unknown key(s) trails"),
+        ({"search": {"trails": 2}}, "search.trails: unknown key"),
         ({"model": {"function": "no_colon"}}, "expected 'module:function'"),
         ({"model": {"checkpoint": "/does/not/exist.safetensors"}}, "does not exist"),
         ({"name": "a b"}, "letters, digits"),
@@ -61,16 +63,16 @@ def test_bad_recipes(recipe: dict, message: str) -> None:
         Recipe.from_dict({"name": "t", **recipe})
 
 
-def test_user_model_functions(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.syspath_prepend(str(HERE))
-    model = build_user_model("user_models:tiny_cnn", {"width": 2}, (1, 8, 8), 10)
+def test_user_model_functions() -> None:
+    code = CodeRules(roots=(str(HERE),))
+    model = build_user_model("user_models:tiny_cnn", {"width": 2}, (1, 8, 8), 10, code=code)
     assert sum(p.numel() for p in model.parameters()) == (9 * 2 + 2) + (2 * 64 * 10 + 10)
-    with pytest.raises(ConfigError, match="cannot import module 'no_such_module'"):
-        build_user_model("no_such_module:f", {}, (1, 8, 8), 10)
-    with pytest.raises(ConfigError, match="has no function missing"):
-        build_user_model("user_models:missing", {}, (1, 8, 8), 10)
+    with pytest.raises(ConfigError, match=r"module 'no_such_module' is not a \.py file under"):
+        build_user_model("no_such_module:f", {}, (1, 8, 8), 10, code=code)
+    with pytest.raises(ConfigError, match="has no function 'missing'"):
+        build_user_model("user_models:missing", {}, (1, 8, 8), 10, code=code)
     with pytest.raises(ConfigError, match=r"returned str, not a torch\.nn\.Module"):
-        build_user_model("user_models:not_a_model", {}, (1, 8, 8), 10)
+        build_user_model("user_models:not_a_model", {}, (1, 8, 8), 10, code=code)
     sys.modules.pop("user_models", None)
 
 

@@ -7,6 +7,7 @@ A user error prints one line and exits 1; ``--debug`` shows the traceback instea
 from __future__ import annotations
 
 import logging
+import re
 import sys
 
 import typer
@@ -62,24 +63,27 @@ def root(
     logging.getLogger("torchao").setLevel(logging.ERROR)  # warns about CUDA kernels on CPU
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def one_line(error: BaseException) -> str:
+    """An error as one line of plain text: terminal colour codes and extra lines dropped."""
+    text = _ANSI.sub("", str(error)).strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``slimkit`` console script."""
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     try:
         app(args=args, prog_name="slimkit")
-    except SlimkitError as error:
+    except (SlimkitError, OSError) as error:
         if debug:
             raise
         error_console.print(
-            f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True
-        )
-        sys.exit(1)
-    except OSError as error:
-        if debug:
-            raise
-        error_console.print(
-            f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True
+            f"[bold red]error:[/] {escape(one_line(error))}", highlight=False, soft_wrap=True
         )
         sys.exit(1)
     except KeyboardInterrupt:
@@ -89,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             raise
         error_console.print(
-            f"[bold red]internal error:[/] {type(error).__name__}: {escape(str(error))} "
+            f"[bold red]internal error:[/] {type(error).__name__}: {escape(one_line(error))} "
             "(run again with --debug for the traceback, and please report it)",
             highlight=False,
             soft_wrap=True,

@@ -6,7 +6,6 @@ also at ``recipes/digits.yaml`` in the repository) on the embedded data.
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Mapping
 from importlib import resources
@@ -21,17 +20,18 @@ from slimkit.cli.display import progress_bar
 from slimkit.cli.report import print_report
 from slimkit.measure import describe_cpu
 from slimkit.pipeline import Recipe, optimize
+from slimkit.pipeline.optimize import remove_run_folder
 
 
 def run_recipe(recipe: Recipe, out: Path | None, fresh: bool) -> None:
     """Run a recipe with one progress bar (units: baseline, candidates, trials) and the table."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     folder = out or Path("runs") / recipe.name
-    if fresh and folder.exists():
-        shutil.rmtree(folder)
+    if fresh:
+        remove_run_folder(folder)
     console.print(f"CPU: {describe_cpu()}")
     started = time.perf_counter()
-    total = 1 + len(recipe.candidates) + (int(recipe.search["trials"]) if recipe.search else 0)
+    total = 1 + len(recipe.candidates) + (recipe.search["trials"] if recipe.search else 0)
     with progress_bar() as progress:
         task = progress.add_task(recipe.name, total=total, info="")
         offset = 1 + len(recipe.candidates)
@@ -64,10 +64,18 @@ def run_recipe(recipe: Recipe, out: Path | None, fresh: bool) -> None:
 def optimize_command(
     recipe: Path = typer.Argument(..., help="Recipe YAML (see recipes/)."),
     out: Path = typer.Option(None, help="Run folder (default: runs/NAME)."),
-    fresh: bool = typer.Option(False, "--fresh", help="Delete the run folder and start over."),
+    fresh: bool = typer.Option(
+        False, "--fresh", help="Delete the run folder (one slimkit made) and start over."
+    ),
+    allow_module: list[str] = typer.Option(
+        [],
+        "--allow-module",
+        help="An installed package whose functions the recipe may name (repeatable); "
+        "functions in .py files of the recipe's folder or the current directory need none.",
+    ),
 ) -> None:
     """Baseline → candidates → search → export → measure → report, resumable."""
-    run_recipe(Recipe.from_file(recipe), out, fresh)
+    run_recipe(Recipe.from_file(recipe, allow_modules=allow_module), out, fresh)
 
 
 def packaged_recipe(name: str) -> Path:

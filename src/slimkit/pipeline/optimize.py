@@ -15,12 +15,14 @@ same recipe continues where it stopped; Ctrl-C writes a report marked incomplete
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime as _dt
+import hashlib
 import json
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +31,8 @@ from optuna.trial import TrialState
 from torch import nn
 
 from slimkit.data import DataConfig, Dataset, load_dataset
-from slimkit.errors import ConfigError
-from slimkit.io import WriteError, write_json_atomic
+from slimkit.errors import ConfigError, SlimkitError, is_environment_failure
+from slimkit.io import WriteError, write_atomic, write_json_atomic, write_text_atomic
 from slimkit.measure import environment
 from slimkit.models import create_model
 from slimkit.pipeline.recipe import CandidateSpec, Recipe, build_user_model
@@ -39,8 +41,20 @@ from slimkit.report.candidates import Candidate
 from slimkit.search import SearchSettings, run_search
 from slimkit.search.evaluate import evaluate_plan
 from slimkit.search.run import ATTR_CANDIDATE
-from slimkit.search.space import DISTILLATION, TrialPlan, default_space
-from slimkit.train import TrainConfig, load_checkpoint, save_checkpoint, train
+from slimkit.search.space import (
+    DISTILLATION,
+    SearchSpace,
+    TrialPlan,
+    check_values,
+    default_space,
+)
+from slimkit.train import (
+    TrainConfig,
+    load_checkpoint,
+    read_checkpoint_metadata,
+    save_checkpoint,
+    train,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +62,33 @@ Say = Callable[[str], None]
 Advance = Callable[[str, int, int], None]
 
 
-def _slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "candidate"
+MARKER = ".slimkit-run"
+
+
+def file_stem(name: str) -> str:
+    """A file name for a candidate: readable, and distinct for every distinct name.
+
+    ``dyn (a)`` and ``dyn [a]`` share a readable part, so the stem ends with a short hash of the
+    exact name (``baseline`` keeps its plain name).
+    """
+    if name == "baseline":
+        return name
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.")[:60] or "candidate"
+    return f"{slug}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+
+
+def remove_run_folder(path: Path) -> None:
+    """Delete a run folder, only if slimkit made it (it holds the marker file)."""
+    if not path.exists():
+        return
+    if not (path / MARKER).is_file():
+        raise ConfigError(
+            f"{path} is not a slimkit run folder (it has no {MARKER} file), so --fresh will not "
+            "delete it; choose another --out, or remove the folder yourself"
+        )
+    import shutil
+
+    shutil.rmtree(path)
 
 
 class RunFolder:
@@ -57,6 +96,7 @@ class RunFolder:
 
     def __init__(self, path: Path, recipe: Recipe) -> None:
         self.path = path
+        fresh = not path.exists() or not any(path.iterdir())
         try:
             (path / "candidates").mkdir(parents=True, exist_ok=True)
         except OSError as error:
@@ -66,7 +106,7 @@ class RunFolder:
             ) from error
         marker = path / "recipe.json"
         if marker.is_file():
-            stored = json.loads(marker.read_text("utf-8"))
+            stored = _read_json(marker)
             if stored.get("fingerprint") != recipe.fingerprint():
                 raise ConfigError(
                     f"run folder {path} holds a run of a different recipe "
@@ -74,23 +114,53 @@ class RunFolder:
                     "use another --out / recipe name, or --fresh to start this folder over"
                 )
         else:
+            if fresh:
+                write_text_atomic(path / MARKER, "made by slimkit optimize\n")
             write_json_atomic(
                 marker,
                 {"name": recipe.name, "fingerprint": recipe.fingerprint(), "recipe": recipe.source},
             )
 
     def candidate_file(self, name: str) -> Path:
-        return self.path / "candidates" / f"{_slug(name)}.json"
+        return self.path / "candidates" / f"{file_stem(name)}.json"
 
     def load_candidate(self, name: str) -> Candidate | None:
+        """The finished candidate ``name``, or None to (re)run it.
+
+        A candidate that failed because of the machine (a full disk, ...) is run again.
+        """
         path = self.candidate_file(name)
-        return Candidate.from_dict(json.loads(path.read_text("utf-8"))) if path.is_file() else None
+        if not path.is_file():
+            return None
+        candidate = Candidate.from_dict(_read_json(path))
+        if candidate.name != name:
+            return None
+        if candidate.error and is_environment_failure(candidate.error):
+            logger.warning(
+                "candidate %s failed for a reason of the machine; running it again", name
+            )
+            return None
+        return candidate
 
     def save_candidate(self, candidate: Candidate) -> None:
         write_json_atomic(self.candidate_file(candidate.name), candidate.to_dict())
 
 
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        body = json.loads(path.read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ConfigError(
+            f"{path} cannot be read ({type(error).__name__}); was it edited by hand? Restore it, "
+            "or start the run over with --fresh"
+        ) from None
+    if not isinstance(body, dict):
+        raise ConfigError(f"{path} is not a slimkit record; restore it or use --fresh")
+    return body
+
+
 def _baseline_model(recipe: Recipe, data: Dataset, folder: RunFolder, say: Say) -> nn.Module:
+    """The trained baseline: loaded, reused from the run folder, or trained (resumably)."""
     source = recipe.model
     if source.checkpoint is not None:
         say(f"baseline: loading {source.checkpoint}")
@@ -106,24 +176,85 @@ def _baseline_model(recipe: Recipe, data: Dataset, folder: RunFolder, say: Say) 
         )
     else:
         assert source.function is not None
-        model = build_user_model(source.function, source.args, data.input_shape, data.num_classes)
+        model = build_user_model(
+            source.function, source.args, data.input_shape, data.num_classes, code=recipe.code
+        )
         if saved.is_file():
             from safetensors.torch import load_model
 
             load_model(model, str(saved))
             return model.eval()
     config = TrainConfig.from_dict({**recipe.train, "seed": recipe.seed})
-    say(f"baseline: training {source.describe()} ({config.epochs} epochs)")
-    train(model, data, config)
+    state = folder.path / "baseline.train-state.pt"
+    doing = "resuming" if state.is_file() else "training"
+    say(f"baseline: {doing} {source.describe()} ({config.epochs} epochs)")
+    train(model, data, config, resume_file=state)
     if source.zoo is not None:
         save_checkpoint(model, saved, metadata={"data": data.config.to_dict()})
     else:
         from safetensors.torch import save_model
 
-        tmp = saved.with_suffix(".tmp")
-        save_model(model, str(tmp))
-        tmp.replace(saved)
+        write_atomic(saved, lambda tmp: save_model(model, str(tmp)))
+    state.unlink(missing_ok=True)
     return model.eval()
+
+
+def preflight(recipe: Recipe, data: Dataset) -> None:
+    """The checks that need the data's shapes, made before anything trains.
+
+    A checkpoint must take the data's inputs and classes; every zoo model the recipe names (the
+    baseline, candidates' own models, each searched value of the search's models) must build for
+    these inputs — built on PyTorch's ``meta`` device, which allocates nothing.
+    """
+    where = recipe.location
+    source = recipe.model
+    if source.checkpoint is not None:
+        spec, _ = read_checkpoint_metadata(source.checkpoint)
+        if tuple(spec.input_shape) != data.input_shape or spec.num_classes != data.num_classes:
+            raise ConfigError(
+                f"{where / 'model' / 'checkpoint'}: {source.checkpoint} holds a model for inputs "
+                f"{tuple(spec.input_shape)} and {spec.num_classes} classes, but the data "
+                f"({data.config.to_spec()}) has inputs {data.input_shape} and "
+                f"{data.num_classes} classes; use a checkpoint trained on this data, or this "
+                "checkpoint's data"
+            )
+    if source.zoo is not None:
+        _meta_build(source.zoo, source.args, data, where / "model")
+    for index, spec_ in enumerate(recipe.candidates):
+        if spec_.model is not None and spec_.model.zoo is not None:
+            _meta_build(spec_.model.zoo, spec_.model.args, data, where / "candidates" / index)
+    if recipe.search:
+        space = SearchSpace.from_dict(recipe.search["space"] or default_space())
+        for name, options in space.models.items():
+            fixed = {k: v for k, v in options.to_dict().items() if not isinstance(v, dict)}
+            at = where / "search" / "space" / "model" / name
+            check_values(options, at, _one_value_build(name, fixed, data))
+
+
+def _one_value_build(
+    name: str, fixed: Mapping[str, Any], data: Dataset
+) -> Callable[[str, Any], None]:
+    def build(key: str, value: Any) -> None:
+        _meta_build(name, {**fixed, key: value}, data, None)
+
+    return build
+
+
+def _meta_build(name: str, args: Mapping[str, Any], data: Dataset, where: Any) -> None:
+    """Build zoo model ``name`` on the meta device (no memory): a bad argument fails here."""
+    try:
+        with torch.device("meta"):
+            create_model(
+                name, input_shape=data.input_shape, num_classes=data.num_classes, **dict(args)
+            )
+    except Exception as error:  # a builder's own check (ModelError) or a shape it cannot take
+        if where is None:
+            raise
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise ConfigError(
+            f"{where}: model {name} cannot be built with {dict(args)} for inputs "
+            f"{data.input_shape}: {reason or type(error).__name__}"
+        ) from None
 
 
 def _baseline_name(recipe: Recipe) -> str:
@@ -145,11 +276,7 @@ def _run_candidate(
     trains_own_model = spec.model is not None or distillation is not None
     if trains_own_model:
         model_source = spec.model or recipe.model
-        if model_source.zoo is None:
-            raise ConfigError(
-                f"candidate {spec.name!r}: a candidate with its own model (or distillation) "
-                "needs a zoo model name"
-            )
+        assert model_source.zoo is not None  # the recipe check made sure
         plan = TrialPlan(
             model_source.zoo,
             dict(model_source.args),
@@ -168,7 +295,7 @@ def _run_candidate(
         data,
         recipe.target,
         folder.path / "artifacts",
-        name=_slug(spec.name),
+        name=file_stem(spec.name),
         source="technique",
         teacher=baseline,
         seed=recipe.seed,
@@ -187,14 +314,14 @@ def _search_settings(recipe: Recipe, folder: RunFolder) -> SearchSettings:
     elif recipe.model.zoo:
         teacher = str(folder.path / "baseline.safetensors")
     return SearchSettings(
-        space=search.get("space") or default_space(distill=teacher is not None),
+        space=search["space"] or default_space(distill=teacher is not None),
         objectives=recipe.source.get("objectives") or ["accuracy", "latency"],
         constraints=list(recipe.source.get("constraints") or []),
         target=recipe.target.to_dict(),
-        trials=int(search.get("trials", 10)),
-        sampler=search.get("sampler", "nsga2"),
-        pruner=search.get("pruner", "auto"),
-        seed=int(search.get("seed", recipe.seed)),
+        trials=search["trials"],
+        sampler=search["sampler"],
+        pruner=search["pruner"],
+        seed=search["seed"],
         data=recipe.data,
         teacher=teacher,
         out_dir=str(folder.path / "search"),
@@ -237,6 +364,126 @@ def mark_feasibility(candidate: Candidate, recipe: Recipe) -> None:
     details["constraints_broken"] = broken
 
 
+def _as_recipe(recipe: Recipe | Mapping[str, Any] | str | Path, allow: Iterable[str]) -> Recipe:
+    if isinstance(recipe, str | Path):
+        return Recipe.from_file(recipe, allow_modules=allow)
+    if isinstance(recipe, Recipe):
+        return recipe
+    return Recipe.from_dict(recipe, allow_modules=allow)
+
+
+def _new_report(recipe: Recipe) -> Report:
+    stages = ["baseline", "candidates", *(["search"] if recipe.search else []), "report"]
+    return Report(
+        name=recipe.name,
+        recipe=dict(recipe.source),
+        runtime=recipe.target.runtime,
+        batch_size=recipe.target.batch_size,
+        threads=recipe.target.threads,
+        environment=environment(),
+        candidates=[],
+        stages=[{"name": name, "status": "pending"} for name in stages],
+        created_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    )
+
+
+def _set_stage(report: Report, name: str, status: str) -> None:
+    for stage in report.stages:
+        if stage["name"] == name:
+            stage["status"] = status
+
+
+def _current_stage(report: Report) -> str:
+    return next((s["name"] for s in report.stages if s["status"] == "pending"), "report")
+
+
+def _baseline_candidate(
+    recipe: Recipe, data: Dataset, model: nn.Module, folder: RunFolder, say: Say
+) -> Candidate:
+    base = folder.load_candidate("baseline")
+    if base is None:
+        base, _ = evaluate_plan(
+            TrialPlan(_baseline_name(recipe), dict(recipe.model.args), dict(recipe.train)),
+            data,
+            recipe.target,
+            folder.path / "artifacts",
+            name="baseline",
+            source="baseline",
+            seed=recipe.seed,
+            say=say,
+            trained=copy.deepcopy(model),
+        )
+        folder.save_candidate(base)
+    return base
+
+
+def _fixed_candidate(
+    spec: CandidateSpec,
+    recipe: Recipe,
+    data: Dataset,
+    baseline: nn.Module,
+    folder: RunFolder,
+    say: Say,
+) -> Candidate:
+    """A finished candidate, or run it now; its own failure is its result, the machine's is not."""
+    done = folder.load_candidate(spec.name)
+    if done is not None:
+        return done
+    try:
+        done = _run_candidate(spec, recipe, data, baseline, folder, say)
+    except Exception as error:
+        if is_environment_failure(error):
+            raise  # the run stops; a re-run once the machine is mended runs it again
+        logger.warning("candidate %s failed: %s", spec.name, error)
+        done = Candidate(
+            spec.name,
+            source="technique",
+            techniques=spec.techniques,
+            error=f"{type(error).__name__}: {error}".splitlines()[0][:500],
+        )
+    folder.save_candidate(done)
+    return done
+
+
+def _search_stage(
+    recipe: Recipe,
+    folder: RunFolder,
+    say: Say,
+    on_event: Callable[[str, Mapping[str, int]], None] | None,
+) -> list[Candidate]:
+    assert recipe.search is not None
+    study = run_search(
+        _search_settings(recipe, folder),
+        storage=recipe.search["storage"],
+        workers=recipe.search["workers"],
+        say=say,
+        on_event=on_event,
+    )
+    return _search_candidates(study)
+
+
+def _note_constraints(report: Report, recipe: Recipe) -> None:
+    for candidate in report.candidates:
+        mark_feasibility(candidate, recipe)
+    if recipe.objectives.constraints:
+        texts = ", ".join(c.text for c in recipe.objectives.constraints)
+        breaking = [c.name for c in report.candidates if c.details.get("feasible") is False]
+        report.notes.append(
+            f"constraints: {texts}; breaking them (never on a front): "
+            f"{', '.join(breaking) or 'none'}"
+        )
+
+
+def _write_unfinished(report: Report, folder: RunFolder, status: str, note: str | None) -> None:
+    """Mark the stage that stopped and write the report, without hiding why it stopped."""
+    _set_stage(report, _current_stage(report), status)
+    report.complete = False
+    if note:
+        report.notes.append(note)
+    with contextlib.suppress(SlimkitError, OSError):  # e.g. the disk that stopped the run is full
+        write_report(report, folder.path)
+
+
 def optimize(
     recipe: Recipe | Mapping[str, Any] | str | Path,
     *,
@@ -245,6 +492,7 @@ def optimize(
     say: Say | None = None,
     advance: Advance | None = None,
     on_event: Callable[[str, Mapping[str, int]], None] | None = None,
+    allow_modules: Iterable[str] = (),
 ) -> Report:
     """Run a recipe end to end (or continue it) and return the report object.
 
@@ -253,15 +501,14 @@ def optimize(
         out: the run folder (default ``runs_dir/NAME``).
         say: progress messages; ``advance(stage, done, total)`` after each finished unit;
             ``on_event`` gets the search's trial counts.
+        allow_modules: installed packages whose functions a recipe may name (besides the
+            ``.py`` files in the recipe's folder and the current directory).
 
     Example:
         >>> report = optimize("recipes/digits.yaml")  # doctest: +SKIP
         >>> report.front("latency")  # doctest: +SKIP
     """
-    if isinstance(recipe, str | Path):
-        recipe = Recipe.from_file(recipe)
-    elif not isinstance(recipe, Recipe):
-        recipe = Recipe.from_dict(recipe)
+    recipe = _as_recipe(recipe, allow_modules)
     # import the plotting stack before any long work: a Ctrl-C that lands inside a first,
     # lazy import would leave matplotlib half-imported for the final (incomplete) report
     import matplotlib.figure  # noqa: F401
@@ -269,108 +516,41 @@ def optimize(
     tell = say or (lambda message: None)
     step = advance or (lambda stage, done, total: None)
     folder = RunFolder(Path(out) if out is not None else Path(runs_dir) / recipe.name, recipe)
-    stages: list[dict[str, Any]] = [
-        {"name": "baseline", "status": "pending"},
-        {"name": "candidates", "status": "pending"},
-    ]
-    if recipe.search:
-        stages.append({"name": "search", "status": "pending"})
-    stages.append({"name": "report", "status": "pending"})
-    candidates: list[Candidate] = []
-    report = Report(
-        name=recipe.name,
-        recipe=dict(recipe.source),
-        runtime=recipe.target.runtime,
-        batch_size=recipe.target.batch_size,
-        threads=recipe.target.threads,
-        environment=environment(),
-        candidates=candidates,
-        stages=stages,
-        created_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-    )
-    current = stages[0]
-    total = (
-        1 + len(recipe.candidates) + (int(recipe.search.get("trials", 10)) if recipe.search else 0)
-    )
+    report = _new_report(recipe)
+    total = 1 + len(recipe.candidates) + (recipe.search["trials"] if recipe.search else 0)
     try:
         data = load_dataset(DataConfig.from_dict(recipe.data))
-        # baseline
-        baseline_model = _baseline_model(recipe, data, folder, tell)
-        base = folder.load_candidate("baseline")
-        if base is None:
-            base, _ = evaluate_plan(
-                TrialPlan(_baseline_name(recipe), dict(recipe.model.args), dict(recipe.train)),
-                data,
-                recipe.target,
-                folder.path / "artifacts",
-                name="baseline",
-                source="baseline",
-                seed=recipe.seed,
-                say=tell,
-                trained=copy.deepcopy(baseline_model),
-            )
-            folder.save_candidate(base)
-        candidates.append(base)
-        current["status"] = "done"
+        preflight(recipe, data)
+        baseline = _baseline_model(recipe, data, folder, tell)
+        report.candidates.append(_baseline_candidate(recipe, data, baseline, folder, tell))
+        _set_stage(report, "baseline", "done")
         step("baseline", 1, total)
         write_report(report, folder.path)
-        # fixed candidates
-        current = stages[1]
         for index, spec in enumerate(recipe.candidates):
-            done = folder.load_candidate(spec.name)
-            if done is None:
-                try:
-                    done = _run_candidate(spec, recipe, data, baseline_model, folder, tell)
-                except (KeyboardInterrupt, SystemExit):
-                    raise
-                except Exception as error:  # one failed candidate is reported, not fatal
-                    logger.warning("candidate %s failed: %s", spec.name, error)
-                    done = Candidate(
-                        spec.name,
-                        source="technique",
-                        techniques=spec.techniques,
-                        error=f"{type(error).__name__}: {error}".splitlines()[0][:500],
-                    )
-                folder.save_candidate(done)
-            candidates.append(done)
+            report.candidates.append(_fixed_candidate(spec, recipe, data, baseline, folder, tell))
             step("candidates", 2 + index, total)
-        current["status"] = "done"
+        _set_stage(report, "candidates", "done")
         write_report(report, folder.path)
-        # search
         if recipe.search:
-            current = stages[2]
-            settings = _search_settings(recipe, folder)
-            study = run_search(
-                settings,
-                storage=recipe.search.get("storage"),
-                workers=int(recipe.search.get("workers", 1)),
-                say=tell,
-                on_event=on_event,
-            )
-            candidates.extend(_search_candidates(study))
-            current["status"] = "done"
-        for candidate in candidates:
-            mark_feasibility(candidate, recipe)
-        if recipe.objectives.constraints:
-            texts = ", ".join(c.text for c in recipe.objectives.constraints)
-            breaking = [c.name for c in candidates if c.details.get("feasible") is False]
-            report.notes.append(
-                f"constraints: {texts}; breaking them (never on a front): "
-                f"{', '.join(breaking) or 'none'}"
-            )
-        current = stages[-1]
+            report.candidates.extend(_search_stage(recipe, folder, tell, on_event))
+            _set_stage(report, "search", "done")
+        _note_constraints(report, recipe)
         report.complete = True
-        current["status"] = "done"
+        _set_stage(report, "report", "done")
         write_report(report, folder.path)
     except KeyboardInterrupt:
-        current["status"] = "interrupted"
-        report.complete = False
-        report.notes.append("interrupted (Ctrl-C): finished work is kept; re-run to continue")
-        write_report(report, folder.path)
+        note = "interrupted (Ctrl-C): finished work is kept; re-run to continue"
+        _write_unfinished(report, folder, "interrupted", note)
         raise
-    except Exception:
-        current["status"] = "failed"
-        report.complete = False
-        write_report(report, folder.path)
+    except Exception as error:
+        note = None
+        if is_environment_failure(error):
+            note = f"stopped by the machine ({_first_line(error)}): re-run when it is mended"
+        _write_unfinished(report, folder, "failed", note)
         raise
     return report
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0][:300] if text else type(error).__name__

@@ -1,4 +1,4 @@
-"""Recipes: one YAML file names the whole ``slimkit optimize`` flow; checked before any work.
+"""Recipes: one YAML file names the whole ``slimkit optimize`` flow; all of it checked first.
 
 ::
 
@@ -16,33 +16,37 @@
     search: {trials: 8, sampler: nsga2, space: {...}}   # optional (see slimkit.search.spec)
     seed: 0
 
-Every error names the key (and the line of the YAML file where it can be found) and the values
-allowed.
+Everything is checked before any work starts — names, values, the search's settings, candidate
+model arguments against the model's signature, searched choices against the technique's config —
+and every error names the key, the line of the YAML file where its value is, and what is
+allowed. ``function:`` runs the user's code: see :mod:`slimkit.pipeline.user_code` for where it
+may come from.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib
 import inspect
 import json
 import os
 import re
-import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
-from slimkit.errors import ConfigError, check_keys
+from slimkit.errors import ConfigError, SlimkitError, check_keys
 from slimkit.models import list_models
+from slimkit.pipeline.recipe_search import parse_search, redact_url
+from slimkit.pipeline.user_code import check_arguments, resolve_function, split_spec
 from slimkit.search.evaluate import Target
 from slimkit.search.objectives import Objectives
-from slimkit.search.space import SearchSpace
-from slimkit.search.spec import data_dict, read_yaml
+from slimkit.search.spec import data_dict
 from slimkit.train import TrainConfig
+from slimkit.yamlfile import Where, read_yaml_file
 
 RECIPE_KEYS = (
     "name",
@@ -57,15 +61,10 @@ RECIPE_KEYS = (
     "seed",
 )
 CANDIDATE_KEYS = ("name", "techniques", "model", "train")
-SEARCH_KEYS = ("trials", "sampler", "pruner", "space", "workers", "storage", "seed")
-
-
-def _line_of(text: str | None, key: str) -> str:
-    """`` (line N)`` of the first ``key:`` in the YAML text, or ''."""
-    if not text:
-        return ""
-    match = re.search(rf"^\s*-?\s*{re.escape(key)}\s*:", text, flags=re.MULTILINE)
-    return f" (line {text.count(chr(10), 0, match.start()) + 1})" if match else ""
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+MAX_SEED = 2**32 - 1
+# what a config's own checks raise for a bad value (besides slimkit's errors)
+VALUE_ERRORS = (SlimkitError, TypeError, ValueError, KeyError, AttributeError, OverflowError)
 
 
 @dataclass(frozen=True)
@@ -81,8 +80,36 @@ class ModelSource:
         return self.zoo or self.function or f"checkpoint {self.checkpoint}"
 
 
-def parse_model(value: Any, where: str) -> ModelSource:
+@dataclass(frozen=True)
+class CodeRules:
+    """Where user functions may come from: folders of the user's files, packages allowed."""
+
+    roots: tuple[str, ...] = ()
+    allow_modules: tuple[str, ...] = ()
+
+    def resolve(self, spec: str, where: str) -> Callable[..., Any]:
+        return resolve_function(
+            spec,
+            roots=(*self.roots, os.getcwd()),
+            allow_modules=self.allow_modules,
+            where=where,
+        )
+
+
+def _zoo_arguments(name: str, args: Mapping[str, Any], where: Where) -> None:
+    from slimkit.models.registry import model_info
+
+    builder = model_info(name).builder
+    hidden = {"input_shape", "num_classes"}
+    injected = [k for k in args if k in hidden]
+    if injected:
+        raise ConfigError(f"{where}: {', '.join(injected)} come(s) from the data; remove them")
+    check_arguments(builder, args, str(where))
+
+
+def parse_model(value: Any, where: Where, code: CodeRules | None = None) -> ModelSource:
     """``lenet5`` | ``{name: lenet5, args: {...}}`` | ``{function: m:f}`` | ``{checkpoint: P}``."""
+    code = code or CodeRules()
     if isinstance(value, str):
         value = {"name": value}
     if not isinstance(value, Mapping):
@@ -91,46 +118,45 @@ def parse_model(value: Any, where: str) -> ModelSource:
     if len(keys) != 1 or not keys <= {"name", "function", "checkpoint"}:
         raise ConfigError(
             f"{where}: give exactly one of name (a zoo model), function ('module:function') "
-            f"or checkpoint (a .safetensors file), plus optional args; got {sorted(value)}"
+            "or checkpoint (a .safetensors file), plus optional args; got "
+            f"{sorted(map(str, value))}"
         )
     args = value.get("args") or {}
-    if not isinstance(args, Mapping):
-        raise ConfigError(f"{where}.args: expected a mapping; got {args!r}")
+    if not isinstance(args, Mapping) or not all(isinstance(k, str) for k in args):
+        raise ConfigError(f"{where / 'args'}: expected a mapping of argument names; got {args!r}")
     if "name" in value:
-        if value["name"] not in list_models():
+        name = value["name"]
+        if not isinstance(name, str) or name not in list_models():
             raise ConfigError(
-                f"{where}: unknown model {value['name']!r}; choose from: "
+                f"{where}: unknown model {name!r}; choose from: "
                 f"{', '.join(list_models())} (or use function: 'module:function')"
             )
-        return ModelSource(zoo=value["name"], args=dict(args))
+        _zoo_arguments(name, args, where / "args")
+        return ModelSource(zoo=name, args=dict(args))
     if "function" in value:
         text = value["function"]
-        if not isinstance(text, str) or text.count(":") != 1:
-            raise ConfigError(f"{where}.function: expected 'module:function'; got {text!r}")
+        split_spec(text, str(where / "function"))
+        function = code.resolve(text, str(where / "function"))
+        check_arguments(function, args, str(where / "args"))
         return ModelSource(function=text, args=dict(args))
-    path = Path(str(value["checkpoint"]))
-    if not path.is_file():
-        raise ConfigError(f"{where}.checkpoint: {path} does not exist")
-    return ModelSource(checkpoint=str(path))
+    if "args" in value:
+        raise ConfigError(f"{where / 'args'}: a checkpoint takes no args (its spec is stored)")
+    path = value["checkpoint"]
+    if not isinstance(path, str) or not Path(path).is_file():
+        raise ConfigError(f"{where / 'checkpoint'}: {path} does not exist (or is not a file)")
+    return ModelSource(checkpoint=path)
 
 
 def build_user_model(
-    spec: str, args: Mapping[str, Any], input_shape: tuple[int, ...], num_classes: int
+    spec: str,
+    args: Mapping[str, Any],
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    *,
+    code: CodeRules | None = None,
 ) -> nn.Module:
-    """Import ``module:function`` and call it; clear errors for each way it can go wrong."""
-    module_name, function_name = spec.split(":")
-    if os.getcwd() not in sys.path:  # as `python -m` would: the user's own modules import
-        sys.path.insert(0, os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as error:
-        raise ConfigError(
-            f"model function {spec!r}: cannot import module {module_name!r}: "
-            f"{type(error).__name__}: {error} (is it on PYTHONPATH?)"
-        ) from error
-    function = getattr(module, function_name, None)
-    if not callable(function):
-        raise ConfigError(f"model function {spec!r}: {module_name} has no function {function_name}")
+    """Call the user's ``module:function`` (from an allowed place); one clear error per failure."""
+    function = (code or CodeRules()).resolve(spec, f"model function {spec!r}")
     params = inspect.signature(function).parameters
     kwargs = dict(args)
     if "input_shape" in params:
@@ -162,7 +188,11 @@ class CandidateSpec:
 
 @dataclass(frozen=True)
 class Recipe:
-    """A checked recipe. Build with :meth:`from_dict` or :meth:`from_file`."""
+    """A checked recipe. Build with :meth:`from_dict` or :meth:`from_file`.
+
+    ``source`` is the recipe as written, with any password in the storage URL replaced by
+    ``***``: it is what run folders and reports store. ``search["storage"]`` keeps the real URL.
+    """
 
     name: str
     data: dict[str, Any]
@@ -174,75 +204,91 @@ class Recipe:
     search: dict[str, Any] | None
     seed: int
     source: Mapping[str, Any]
+    code: CodeRules = field(default_factory=CodeRules)
+    location: Where = field(default_factory=Where, compare=False)
 
     @classmethod
-    def from_file(cls, path: str | Path) -> Recipe:
-        """Read and check a YAML recipe (safe loader: no code runs)."""
-        document = read_yaml(path)
-        return cls.from_dict(document, where=str(path), text=Path(path).read_text("utf-8"))
-
-    @classmethod
-    def from_dict(cls, data: Any, *, where: str = "recipe", text: str | None = None) -> Recipe:
-        """Check every key; errors name the key, its line in ``text`` and the allowed values."""
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"{where}: a recipe is a mapping with keys {', '.join(RECIPE_KEYS)}")
-        unknown = [k for k in data if k not in RECIPE_KEYS]
-        if unknown:
-            raise ConfigError(
-                f"{where}{_line_of(text, str(unknown[0]))}: unknown key(s) "
-                f"{', '.join(map(str, unknown))}; allowed: {', '.join(RECIPE_KEYS)}"
-            )
-
-        def at(key: str) -> str:
-            return f"{where}{_line_of(text, key)}: {key}"
-
-        name = data.get("name", "run")
-        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
-            raise ConfigError(f"{at('name')}: letters, digits, '.', '_' and '-' only; got {name!r}")
-        try:
-            data_config = data_dict(data.get("data", "digits"))
-        except ConfigError as error:
-            raise ConfigError(f"{at('data')}: {error}") from error
-        model = parse_model(data.get("model", "lenet5"), at("model"))
-        train = dict(data.get("train") or {})
-        try:
-            TrainConfig.from_dict(train)
-        except (ConfigError, TypeError) as error:
-            raise ConfigError(f"{at('train')}: {error}") from error
-        try:
-            target = Target(**dict(data.get("target") or {}))
-        except TypeError as error:
-            raise ConfigError(
-                f"{at('target')}: {error}; allowed: runtime, batch_size, threads, latency_budget_s"
-            ) from error
-        except ConfigError as error:
-            raise ConfigError(f"{at('target')}: {error}") from error
-        try:
-            objectives = Objectives.from_config(data.get("objectives"), data.get("constraints"))
-        except ConfigError as error:
-            raise ConfigError(f"{at('objectives')}/constraints: {error}") from error
-        candidates = tuple(
-            _parse_candidate(item, f"{at('candidates')}[{i}]")
-            for i, item in enumerate(data.get("candidates") or [])
+    def from_file(cls, path: str | Path, *, allow_modules: Iterable[str] = ()) -> Recipe:
+        """Read and check a YAML recipe (safe loader; see :mod:`slimkit.yamlfile`)."""
+        document = read_yaml_file(path)
+        return cls.from_dict(
+            document.data,
+            where=document.where(),
+            base_dir=Path(path).resolve().parent,
+            allow_modules=allow_modules,
         )
-        names = [c.name for c in candidates]
-        if len(set(names)) != len(names) or "baseline" in names:
-            raise ConfigError(f"{at('candidates')}: names must be unique and not 'baseline'")
-        search = data.get("search")
-        if search is not None:
-            if not isinstance(search, Mapping):
-                raise ConfigError(f"{at('search')}: expected a mapping")
-            check_keys(at("search"), search, SEARCH_KEYS)
-            try:
-                SearchSpace.from_dict(search.get("space"), where="search.space")
-            except ConfigError as error:
-                raise ConfigError(f"{where}{_line_of(text, 'space')}: {error}") from error
-            search = dict(search)
+
+    @classmethod
+    def from_dict(
+        cls,
+        data: Any,
+        *,
+        where: str | Where = "recipe",
+        base_dir: str | Path | None = None,
+        allow_modules: Iterable[str] = (),
+    ) -> Recipe:
+        """Check every key; errors name the key, its line (from a file) and the allowed values.
+
+        Args:
+            data: the recipe mapping.
+            where: the file's name (or its :class:`~slimkit.yamlfile.Where` with line numbers).
+            base_dir: the recipe's folder: user functions may be defined in ``.py`` files there
+                (and in the current directory).
+            allow_modules: installed packages whose functions may be named as well.
+        """
+        root = where if isinstance(where, Where) else Where(str(where))
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{root}: a recipe is a mapping with keys {', '.join(RECIPE_KEYS)}")
+        for key in data:
+            if key not in RECIPE_KEYS:
+                raise ConfigError(
+                    f"{root / str(key)}: unknown key; allowed: {', '.join(RECIPE_KEYS)}"
+                )
+        code = CodeRules(
+            roots=(str(base_dir),) if base_dir is not None else (),
+            allow_modules=tuple(_check_modules(allow_modules)),
+        )
+        name = _parse_name(data.get("name", "run"), root / "name")
+        data_config = _checked(lambda: data_dict(data.get("data", "digits")), root / "data")
+        model = parse_model(data.get("model", "lenet5"), root / "model", code)
+        train = _parse_train(data.get("train"), root / "train")
+        target = _parse_target(data.get("target"), root / "target")
+        objectives = _checked(
+            lambda: Objectives.from_config(data.get("objectives"), data.get("constraints")),
+            root / ("objectives" if "objectives" in data else "constraints"),
+        )
+        candidates = _parse_candidates(data.get("candidates"), root / "candidates", model, code)
         seed = data.get("seed", 0)
-        if not isinstance(seed, int):
-            raise ConfigError(f"{at('seed')}: expected an int; got {seed!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+            raise ConfigError(f"{root / 'seed'}: expected an int in [0, 2**32 - 1]; got {seed!r}")
+        search = None
+        if data.get("search") is not None:
+            search = parse_search(
+                data["search"],
+                root / "search",
+                objectives=data.get("objectives"),
+                constraints=data.get("constraints"),
+                target=target,
+                data=data_config,
+                seed=seed,
+                has_teacher=model.function is None,
+            )
+        source = dict(data)
+        if search is not None and search.get("storage"):
+            source["search"] = {**data["search"], "storage": redact_url(search["storage"])}
         return cls(
-            name, data_config, model, train, target, objectives, candidates, search, seed, data
+            name=name,
+            data=data_config,
+            model=model,
+            train=train,
+            target=target,
+            objectives=objectives,
+            candidates=candidates,
+            search=search,
+            seed=seed,
+            source=source,
+            code=code,
+            location=root,
         )
 
     def fingerprint(self) -> str:
@@ -251,32 +297,138 @@ class Recipe:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _parse_candidate(item: Any, where: str) -> CandidateSpec:
+def _checked(make: Callable[[], Any], where: Where) -> Any:
+    """``make()``, with a config's own error for a bad value prefixed by where the value is."""
+    try:
+        return make()
+    except VALUE_ERRORS as error:
+        raise ConfigError(f"{where}: {_one_line(error)}") from None
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
+def _check_modules(names: Iterable[str]) -> list[str]:
+    out = []
+    for name in names:
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][\w.]*", name):
+            raise ConfigError(f"--allow-module: expected a package name; got {name!r}")
+        out.append(name)
+    return out
+
+
+def _parse_name(name: Any, where: Where) -> str:
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+        raise ConfigError(
+            f"{where}: a run name is one folder name: a letter or digit, then letters, digits, "
+            f"'.', '_' or '-' (at most 100); got {name!r}"
+        )
+    return name
+
+
+def _parse_train(value: Any, where: Where) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where}: expected a mapping of training options; got {value!r}")
+    train = dict(value)
+    _checked(lambda: TrainConfig.from_dict(train), where)
+    return train
+
+
+def _parse_target(value: Any, where: Where) -> Target:
+    if value is None:
+        return Target()
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where}: expected a mapping (runtime, batch_size, threads, ...)")
+    check_keys(str(where), value, ("runtime", "batch_size", "threads", "latency_budget_s"))
+    target: Target = _checked(lambda: Target(**dict(value)), where)
+    budget = target.latency_budget_s
+    if isinstance(budget, bool) or not isinstance(budget, int | float) or not 0 < budget <= 3600:
+        raise ConfigError(
+            f"{where / 'latency_budget_s'}: expected seconds in (0, 3600]; got {budget!r}"
+        )
+    return target
+
+
+def _candidate_name(value: Any, where: Where) -> str:
+    if not isinstance(value, str | int | float) or isinstance(value, bool):
+        raise ConfigError(f"{where}: a candidate's name is text; got {value!r}")
+    name = str(value)
+    if not name.strip() or len(name) > 200 or any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise ConfigError(
+            f"{where}: a candidate's name is one line of 1 to 200 characters; got {name!r}"
+        )
+    if name.strip().lower() == "baseline" or re.fullmatch(r"trial \d+", name.strip()):
+        raise ConfigError(
+            f"{where}: {name!r} is a name the report gives (the baseline, search trials); "
+            "choose another"
+        )
+    return name
+
+
+def _parse_candidates(
+    value: Any, where: Where, baseline: ModelSource, code: CodeRules
+) -> tuple[CandidateSpec, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise ConfigError(f"{where}: expected a list of {{name: ..., techniques: [...]}}")
+    out = [_parse_candidate(item, where / i, baseline, code) for i, item in enumerate(value)]
+    seen: dict[str, int] = {}
+    for index, candidate in enumerate(out):
+        if candidate.name in seen:
+            raise ConfigError(
+                f"{where / index / 'name'}: {candidate.name!r} is also the name of candidate "
+                f"{seen[candidate.name]}; names must be unique"
+            )
+        seen[candidate.name] = index
+    return tuple(out)
+
+
+def _parse_techniques(value: Any, where: Where) -> list[dict[str, Any]]:
     from slimkit.techniques import config_from_dict
 
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ConfigError(f"{where}: expected a list of {{technique: NAME, ...}}")
+    for index, entry in enumerate(value):
+        at = where / index
+        if not isinstance(entry, Mapping) or "technique" not in entry:
+            raise ConfigError(f"{at}: needs a 'technique' key; got {entry!r}")
+        if "teacher" in entry:
+            raise ConfigError(
+                f"{at / 'teacher'}: in a recipe the baseline is the teacher; remove 'teacher'"
+            )
+        body = dict(entry)
+        if body["technique"] == "distillation":
+            body["teacher"] = nn.Identity()  # stands in for the run's baseline
+        _checked(partial(config_from_dict, body), at)
+    if sum(e["technique"] == "distillation" for e in value) > 1:
+        raise ConfigError(f"{where}: distillation may be given once per candidate")
+    return [dict(t) for t in value]
+
+
+def _parse_candidate(
+    item: Any, where: Where, baseline: ModelSource, code: CodeRules
+) -> CandidateSpec:
     if not isinstance(item, Mapping) or "name" not in item:
         raise ConfigError(f"{where}: a candidate is {{name: ..., techniques: [...]}}")
-    check_keys(where, item, CANDIDATE_KEYS)
-    techniques = item.get("techniques") or []
-    if not isinstance(techniques, list):
-        raise ConfigError(f"{where}.techniques: expected a list of {{technique: NAME, ...}}")
-    for index, entry in enumerate(techniques):
-        if not isinstance(entry, Mapping) or "technique" not in entry:
-            raise ConfigError(f"{where}.techniques[{index}]: needs a 'technique' key")
-        body = {k: v for k, v in entry.items() if k != "teacher"}
-        if body["technique"] == "distillation":
-            body["teacher"] = nn.Identity()  # the run's baseline is the teacher
-        try:
-            config_from_dict(body)
-        except (ConfigError, TypeError) as error:
-            raise ConfigError(f"{where}.techniques[{index}]: {error}") from error
-    model = parse_model(item["model"], f"{where}.model") if "model" in item else None
-    train = dict(item["train"]) if item.get("train") else None
-    if train is not None:
-        try:
-            TrainConfig.from_dict(train)
-        except (ConfigError, TypeError) as error:
-            raise ConfigError(f"{where}.train: {error}") from error
+    check_keys(str(where), item, CANDIDATE_KEYS)
+    name = _candidate_name(item["name"], where / "name")
+    techniques = _parse_techniques(item.get("techniques"), where / "techniques")
+    model = parse_model(item["model"], where / "model", code) if "model" in item else None
+    train = _parse_train(item.get("train"), where / "train") or None
     if not techniques and model is None:
         raise ConfigError(f"{where}: a candidate needs techniques, a model, or both")
-    return CandidateSpec(str(item["name"]), [dict(t) for t in techniques], model, train)
+    distils = any(t["technique"] == "distillation" for t in techniques)
+    own = model or baseline
+    if (model is not None or distils) and own.zoo is None:
+        raise ConfigError(
+            f"{where}: a candidate with its own model (or distillation) trains a zoo model; "
+            f"{own.describe()} is not one (name a zoo model under model:)"
+        )
+    return CandidateSpec(name, techniques, model, train)

@@ -38,16 +38,17 @@ import hashlib
 import inspect
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from slimkit.errors import ConfigError, check_keys
+from slimkit.errors import ConfigError, SlimkitError, check_keys
 from slimkit.models import list_models
 from slimkit.models.registry import model_info
 from slimkit.techniques import list_techniques
 from slimkit.techniques.registry import technique_info
 from slimkit.train import TrainConfig
+from slimkit.yamlfile import Where, as_where
 
 DISTRIBUTION_KEYS = ("float", "int", "choice")
 NONE = "none"
@@ -112,7 +113,7 @@ def _is_distribution(value: Any) -> bool:
     return isinstance(value, Mapping) and any(k in value for k in DISTRIBUTION_KEYS)
 
 
-def parse_distribution(where: str, value: Mapping[str, Any]) -> Distribution:
+def parse_distribution(where: str | Where, value: Mapping[str, Any]) -> Distribution:
     """Check and build one distribution; ``where`` names it in errors (e.g. ``train.lr``)."""
     kinds = [k for k in DISTRIBUTION_KEYS if k in value]
     extra = sorted(set(value) - {*DISTRIBUTION_KEYS, "log", "step"})
@@ -174,8 +175,9 @@ class OptionSpace:
         }
 
 
-def parse_options(where: str, value: Any, allowed: Mapping[str, Any] | None) -> OptionSpace:
+def parse_options(where: str | Where, value: Any, allowed: Mapping[str, Any] | None) -> OptionSpace:
     """An option mapping; ``allowed`` maps option names to nested allowed maps (or None = any)."""
+    where = as_where(where)
     if value is None:
         return OptionSpace({})
     if not isinstance(value, Mapping):
@@ -189,10 +191,10 @@ def parse_options(where: str, value: Any, allowed: Mapping[str, Any] | None) -> 
                 f"{where}: unknown option {key!r}; allowed: {', '.join(sorted(allowed))}"
             )
         if _is_distribution(item):
-            out[key] = parse_distribution(f"{where}.{key}", item)
+            out[key] = parse_distribution(where / key, item)
         elif isinstance(item, Mapping):
             nested = allowed.get(key) if allowed is not None else None
-            out[key] = parse_options(f"{where}.{key}", item, nested)
+            out[key] = parse_options(where / key, item, nested)
         else:
             out[key] = item
     return OptionSpace(out)
@@ -268,39 +270,33 @@ class SearchSpace:
     source: Mapping[str, Any]
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None, *, where: str = "space") -> SearchSpace:
-        """Parse and check a space; every error names the key, the value and what is allowed."""
+    def from_dict(
+        cls, data: Mapping[str, Any] | None, *, where: str | Where = "space"
+    ) -> SearchSpace:
+        """Parse and check a space; every error names the key, the value and what is allowed.
+
+        Besides names, every value a trial could draw is checked against the config it goes
+        into (each choice, both ends of a range), so a bad value fails here, not in a trial.
+        """
+        where = as_where(where)
+        if data is not None and not isinstance(data, Mapping):
+            raise ConfigError(f"{where}: expected a mapping with model, train, techniques")
         data = dict(data or {})
-        check_keys(where, data, ("model", "train", "techniques"))
-        raw_models = data.get("model") or {"lenet5": {}}
-        if isinstance(raw_models, str):
-            raw_models = {raw_models: {}}
-        if isinstance(raw_models, list):
-            raw_models = {name: {} for name in raw_models}
-        if not isinstance(raw_models, Mapping) or not raw_models:
-            raise ConfigError(f"{where}.model: expected a mapping of zoo model names to options")
-        models: dict[str, OptionSpace] = {}
-        for name, options in raw_models.items():
-            if name not in list_models():
-                raise ConfigError(
-                    f"{where}.model: unknown model {name!r}; choose from: "
-                    f"{', '.join(list_models())}"
-                )
-            models[name] = parse_options(f"{where}.model.{name}", options, _model_arguments(name))
-        train = parse_options(f"{where}.train", data.get("train"), _train_fields())
+        check_keys(str(where), data, ("model", "train", "techniques"))
+        models = _parse_models(data.get("model"), where / "model")
+        train = parse_options(where / "train", data.get("train"), _train_fields())
+        check_values(train, where / "train", _train_value_check)
         raw_slots = data.get("techniques") or []
         if not isinstance(raw_slots, list):
-            raise ConfigError(f"{where}.techniques: expected a list of slots")
-        slots: list[Slot] = []
-        for index, raw in enumerate(raw_slots):
-            slots.append(_parse_slot(f"{where}.techniques[{index}]", raw))
+            raise ConfigError(f"{where / 'techniques'}: expected a list of slots")
+        slots = [_parse_slot(where / "techniques" / i, raw) for i, raw in enumerate(raw_slots)]
         names = [s.name for s in slots]
         if len(set(names)) != len(names):
-            raise ConfigError(f"{where}.techniques: slot names must be unique; got {names}")
+            raise ConfigError(f"{where / 'techniques'}: slot names must be unique; got {names}")
         distilling = [s.name for s in slots if DISTILLATION in s.choices]
         if len(distilling) > 1:
             raise ConfigError(
-                f"{where}.techniques: 'distillation' may appear in one slot only; found in "
+                f"{where / 'techniques'}: 'distillation' may appear in one slot only; found in "
                 f"{distilling}"
             )
         return cls(models=models, train=train, slots=tuple(slots), source=data)
@@ -349,38 +345,130 @@ class SearchSpace:
         return TrialPlan(model, model_kwargs, train, distillation, techniques)
 
 
-def _parse_slot(where: str, raw: Any) -> Slot:
+def _parse_models(raw: Any, where: Where) -> dict[str, OptionSpace]:
+    raw = raw or {"lenet5": {}}
+    if isinstance(raw, str):
+        raw = {raw: {}}
+    if isinstance(raw, list):
+        if not all(isinstance(name, str) for name in raw):
+            raise ConfigError(
+                f"{where}: a list names zoo models (strings); give options as a mapping "
+                f"NAME: {{option: ...}}; got {raw!r}"
+            )
+        raw = {name: {} for name in raw}
+    if not isinstance(raw, Mapping) or not raw:
+        raise ConfigError(f"{where}: expected a mapping of zoo model names to options")
+    models: dict[str, OptionSpace] = {}
+    for name, options in raw.items():
+        if not isinstance(name, str) or name not in list_models():
+            raise ConfigError(
+                f"{where}: unknown model {name!r}; choose from: {', '.join(list_models())}"
+            )
+        models[name] = parse_options(where / name, options, _model_arguments(name))
+    return models
+
+
+def _parse_slot(where: Where, raw: Any) -> Slot:
     if not isinstance(raw, Mapping) or "slot" not in raw or "choices" not in raw:
         raise ConfigError(
             f"{where}: a slot is {{slot: NAME, choices: {{none: {{}}, TECHNIQUE: {{...}}}}}}; "
             f"got {raw!r}"
         )
-    check_keys(where, raw, ("slot", "choices"))
+    check_keys(str(where), raw, ("slot", "choices"))
     name = raw["slot"]
     if not isinstance(name, str) or not name or name in ("model", "train") or "." in name:
         raise ConfigError(
-            f"{where}.slot: a slot name is a word other than 'model'/'train'; got {name!r}"
+            f"{where / 'slot'}: a slot name is a word other than 'model'/'train'; got {name!r}"
         )
     choices_raw = raw["choices"]
-    if isinstance(choices_raw, list):
+    if isinstance(choices_raw, list) and all(isinstance(c, str) for c in choices_raw):
         choices_raw = {c: {} for c in choices_raw}
     if not isinstance(choices_raw, Mapping) or not choices_raw:
-        raise ConfigError(f"{where}.choices: expected a non-empty mapping technique → options")
+        raise ConfigError(f"{where / 'choices'}: expected a non-empty mapping technique → options")
     choices: dict[str, OptionSpace] = {}
     for technique, options in choices_raw.items():
         if technique == NONE:
             choices[NONE] = OptionSpace({})
             continue
-        if technique not in list_techniques():
+        if not isinstance(technique, str) or technique not in list_techniques():
             raise ConfigError(
-                f"{where}.choices: unknown technique {technique!r}; choose from: none, "
+                f"{where / 'choices'}: unknown technique {technique!r}; choose from: none, "
                 f"{', '.join(list_techniques())}"
             )
         allowed = _dataclass_fields(technique_info(technique).config_class)
         for injected in INJECTED_OPTIONS:
             allowed.pop(injected, None)
-        choices[technique] = parse_options(f"{where}.choices.{technique}", options, allowed)
+        at = where / "choices" / technique
+        choices[technique] = parse_options(at, options, allowed)
+        check_values(choices[technique], at, _technique_value_check(technique))
     return Slot(name, choices)
+
+
+ValueCheck = Callable[[str, Any], None]
+# what a config's own checks raise for a bad value (besides slimkit's errors)
+_VALUE_ERRORS = (SlimkitError, TypeError, ValueError, KeyError, AttributeError, OverflowError)
+
+
+def _drawable(value: Any) -> list[Any]:
+    """Every value a trial may draw from ``value``: each choice, both ends of a range."""
+    if isinstance(value, Distribution):
+        if value.kind == "choice":
+            return list(value.choices)
+        if value.kind == "int":
+            return [int(value.low), int(value.high)]
+        return [value.low, value.high]
+    if isinstance(value, OptionSpace):
+        return [value.to_dict()] if not _has_distribution(value) else []
+    return [value]
+
+
+def _has_distribution(space: OptionSpace) -> bool:
+    return any(
+        isinstance(v, Distribution) or (isinstance(v, OptionSpace) and _has_distribution(v))
+        for v in space.values.values()
+    )
+
+
+def check_values(space: OptionSpace, where: Where, check: ValueCheck) -> None:
+    """Run ``check(option, value)`` on every value a trial may draw; ConfigError naming it."""
+    for key, value in space.values.items():
+        if isinstance(value, OptionSpace) and _has_distribution(value):
+            check_values(value, where / key, _nested_check(check, key))
+            continue
+        for drawn in _drawable(value):
+            try:
+                check(key, drawn)
+            except _VALUE_ERRORS as error:
+                reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+                raise ConfigError(
+                    f"{where / key}: the value {drawn!r} is not accepted: "
+                    f"{reason or type(error).__name__}"
+                ) from None
+
+
+def _nested_check(check: ValueCheck, group: str) -> ValueCheck:
+    def nested(key: str, value: Any) -> None:
+        check(group, {key: value})
+
+    return nested
+
+
+def _train_value_check(key: str, value: Any) -> None:
+    TrainConfig.from_dict({key: value})
+
+
+def _technique_value_check(technique: str) -> ValueCheck:
+    from slimkit.techniques import config_from_dict
+
+    def check(key: str, value: Any) -> None:
+        body: dict[str, Any] = {"technique": technique, key: value}
+        if technique == DISTILLATION:
+            from torch import nn
+
+            body["teacher"] = nn.Identity()  # the search's teacher stands here
+        config_from_dict(body)
+
+    return check
 
 
 def default_space(*, distill: bool = True) -> dict[str, Any]:

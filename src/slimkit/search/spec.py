@@ -20,13 +20,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from slimkit.data import DataConfig
 from slimkit.data.dataset import parse_data_spec
 from slimkit.errors import ConfigError, check_keys
 from slimkit.search.run import SearchSettings
 from slimkit.search.space import default_space
+from slimkit.yamlfile import read_yaml_file
 
 SEARCH_KEYS = (
     "data",
@@ -44,17 +43,9 @@ SEARCH_KEYS = (
 
 
 def read_yaml(path: str | Path) -> Any:
-    """A YAML file's content, or one ConfigError line naming the file and the YAML problem."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path} does not exist")
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark is not None else ""
-        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-        raise ConfigError(f"{path} is not valid YAML{where}: {problem}") from error
+    """A YAML file's content, or one ConfigError line (see :func:`slimkit.yamlfile.read_yaml_file`:
+    safe loader, no aliases, at most 1 MB, UTF-8)."""
+    return read_yaml_file(path).data
 
 
 def data_dict(spec: Any) -> dict[str, Any]:

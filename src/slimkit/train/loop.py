@@ -21,9 +21,11 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -34,6 +36,7 @@ from slimkit.data import Dataset, Split
 from slimkit.errors import ConfigError
 from slimkit.train.augment import Augmenter
 from slimkit.train.config import TrainConfig
+from slimkit.train.resume import load_resume_state, save_resume_state
 
 logger = logging.getLogger(__name__)
 
@@ -220,6 +223,7 @@ def train(
     *,
     callbacks: Sequence[Callback] = (),
     loss_fn: LossFn | None = None,
+    resume_file: str | os.PathLike[str] | None = None,
 ) -> TrainResult:
     """Fit ``model`` in place on ``data.train``, validating on ``data.val`` after every epoch.
 
@@ -233,6 +237,11 @@ def train(
         loss_fn: ``loss_fn(model, x, y) -> loss``; defaults to cross-entropy with the config's
             label smoothing. Distillation and other techniques pass their own. ``y`` holds class
             probabilities ``(N, K)`` instead of labels in batches that ``config.augment`` mixed.
+        resume_file: a file where the loop's whole state (weights, optimizer, random generators,
+            history) is written after every epoch, atomically; if it exists when training starts
+            (a killed run), training continues after its last epoch and ends with the same
+            weights as an uninterrupted run. The caller removes it when done with it.
+            Callbacks keep no state across a resume.
 
     Returns:
         The per-epoch history, the best epoch and its validation accuracy.
@@ -243,33 +252,69 @@ def train(
             f"data set {data.name!r} has an empty train or validation split "
             f"({len(data.train)} / {len(data.val)} samples)"
         )
-    if config.threads is not None:
-        torch.set_num_threads(config.threads)
-    device = resolve_device(config.device)
-    torch.manual_seed(config.seed)
-    generator = torch.Generator().manual_seed(config.seed)
-    augmenter = (
-        Augmenter(config.augment, data.num_classes, seed=_augment_seed(config.seed))
-        if config.augment is not None and config.augment.changes_inputs
-        else None
-    )
-    model.to(device)
-    loss_fn = loss_fn or cross_entropy_loss(config.label_smoothing)
-    optimizer = _make_optimizer(model, config)
-    steps_per_epoch = math.ceil(len(data.train) / config.batch_size)
-    state = TrainState(
+    run = _Run(model, data, config, loss_fn or cross_entropy_loss(config.label_smoothing))
+    if resume_file is not None and Path(resume_file).is_file():
+        run.load(resume_file)
+    for callback in callbacks:
+        callback.on_train_start(run.state)
+    while not run.finished:
+        stats = run.train_epoch(callbacks)
+        run.end_epoch(stats, callbacks)
+        if resume_file is not None:
+            run.save(resume_file)
+    model.load_state_dict(run.best_weights)
+    model.eval()
+    for callback in callbacks:
+        callback.on_train_end(run.state)
+    return TrainResult(
         model=model,
         config=config,
-        optimizer=optimizer,
-        steps_per_epoch=steps_per_epoch,
-        total_steps=steps_per_epoch * config.epochs,
+        history=tuple(run.state.history),
+        best_epoch=run.best_epoch,
+        best_val_accuracy=run.best_accuracy,
+        stopped_early=run.stopped_early,
+        seconds=time.perf_counter() - run.started,
     )
-    best_accuracy, best_epoch, best_weights = -1.0, -1, copy.deepcopy(model.state_dict())
-    epochs_without_gain, stopped_early = 0, False
-    started = time.perf_counter()
-    for callback in callbacks:
-        callback.on_train_start(state)
-    for epoch in range(config.epochs):
+
+
+class _Run:
+    """One training run's state and its steps: an epoch, the end-of-epoch bookkeeping, resume."""
+
+    def __init__(self, model: nn.Module, data: Dataset, config: TrainConfig, loss_fn: LossFn):
+        if config.threads is not None:
+            torch.set_num_threads(config.threads)
+        self.model, self.data, self.config, self.loss_fn = model, data, config, loss_fn
+        self.device = resolve_device(config.device)
+        torch.manual_seed(config.seed)
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.augmenter = (
+            Augmenter(config.augment, data.num_classes, seed=_augment_seed(config.seed))
+            if config.augment is not None and config.augment.changes_inputs
+            else None
+        )
+        model.to(self.device)
+        optimizer = _make_optimizer(model, config)
+        steps_per_epoch = math.ceil(len(data.train) / config.batch_size)
+        self.state = TrainState(
+            model=model,
+            config=config,
+            optimizer=optimizer,
+            steps_per_epoch=steps_per_epoch,
+            total_steps=steps_per_epoch * config.epochs,
+        )
+        self.best_accuracy, self.best_epoch = -1.0, -1
+        self.best_weights = copy.deepcopy(model.state_dict())
+        self.epochs_without_gain, self.stopped_early = 0, False
+        self.started = time.perf_counter()
+
+    @property
+    def finished(self) -> bool:
+        return self.stopped_early or len(self.state.history) >= self.config.epochs
+
+    def train_epoch(self, callbacks: Sequence[Callback]) -> EpochStats:
+        """One pass over the training split, then validation."""
+        state, config, model = self.state, self.config, self.model
+        epoch = len(state.history)
         state.epoch = epoch
         for callback in callbacks:
             callback.on_epoch_start(state)
@@ -277,77 +322,78 @@ def train(
         model.train()
         loss_sum, seen = 0.0, 0
         for index in iterate_batch_indices(
-            len(data.train), config.batch_size, shuffle=True, generator=generator
+            len(self.data.train), config.batch_size, shuffle=True, generator=self.generator
         ):
-            lr = config.lr * _lr_factor(config.schedule, state.step, state.total_steps)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            x, y = data.train.x[index], data.train.y[index]
-            if augmenter is not None:
-                x, y = augmenter(x, y)
-            state.batch_index = index
-            x, y = x.to(device), y.to(device)
-            optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(model, x, y)
-            if not torch.isfinite(loss):
-                raise ConfigError(
-                    f"training diverged: loss is {float(loss.detach())} at epoch {epoch + 1}, step "
-                    f"{state.step}; lower the learning rate (lr={config.lr})"
-                )
-            loss.backward()
-            optimizer.step()
-            state.step += 1
-            state.last_loss = float(loss.detach())
-            loss_sum += state.last_loss * len(y)
-            seen += len(y)
-            for callback in callbacks:
-                callback.on_step_end(state)
+            loss_sum += self._step(index, epoch, callbacks)
+            seen += len(index)
         state.batch_index = None
-        val_loss, val_accuracy = evaluate(model, data.val, device=device)
-        stats = EpochStats(
+        val_loss, val_accuracy = evaluate(model, self.data.val, device=self.device)
+        return EpochStats(
             epoch=epoch + 1,
             train_loss=loss_sum / max(seen, 1),
             val_loss=val_loss,
             val_accuracy=val_accuracy,
-            lr=optimizer.param_groups[0]["lr"],
+            lr=state.optimizer.param_groups[0]["lr"],
             seconds=time.perf_counter() - epoch_start,
         )
-        state.history.append(stats)
+
+    def _step(self, index: torch.Tensor, epoch: int, callbacks: Sequence[Callback]) -> float:
+        """One optimizer step on the samples ``index``; returns the batch's summed loss."""
+        state, config = self.state, self.config
+        lr = config.lr * _lr_factor(config.schedule, state.step, state.total_steps)
+        for group in state.optimizer.param_groups:
+            group["lr"] = lr
+        x, y = self.data.train.x[index], self.data.train.y[index]
+        if self.augmenter is not None:
+            x, y = self.augmenter(x, y)
+        state.batch_index = index
+        x, y = x.to(self.device), y.to(self.device)
+        state.optimizer.zero_grad(set_to_none=True)
+        loss = self.loss_fn(self.model, x, y)
+        if not torch.isfinite(loss):
+            raise ConfigError(
+                f"training diverged: loss is {float(loss.detach())} at epoch {epoch + 1}, step "
+                f"{state.step}; lower the learning rate (lr={config.lr})"
+            )
+        loss.backward()
+        state.optimizer.step()
+        state.step += 1
+        state.last_loss = float(loss.detach())
+        for callback in callbacks:
+            callback.on_step_end(state)
+        return state.last_loss * len(y)
+
+    def end_epoch(self, stats: EpochStats, callbacks: Sequence[Callback]) -> None:
+        """Record the epoch, keep the best weights, call back, decide whether to stop."""
+        self.state.history.append(stats)
         logger.info(
             "epoch %d/%d: train loss %.4f, val loss %.4f, val accuracy %.4f (%.1fs)",
-            epoch + 1,
-            config.epochs,
+            stats.epoch,
+            self.config.epochs,
             stats.train_loss,
-            val_loss,
-            val_accuracy,
+            stats.val_loss,
+            stats.val_accuracy,
             stats.seconds,
         )
-        if val_accuracy > best_accuracy:
-            best_accuracy, best_epoch = val_accuracy, epoch + 1
-            best_weights = copy.deepcopy(model.state_dict())
-            epochs_without_gain = 0
+        if stats.val_accuracy > self.best_accuracy:
+            self.best_accuracy, self.best_epoch = stats.val_accuracy, stats.epoch
+            self.best_weights = copy.deepcopy(self.model.state_dict())
+            self.epochs_without_gain = 0
         else:
-            epochs_without_gain += 1
+            self.epochs_without_gain += 1
         for callback in callbacks:
-            callback.on_epoch_end(state)
-        patience = config.early_stopping_patience
-        if patience is not None and epochs_without_gain >= patience:
+            callback.on_epoch_end(self.state)
+        patience = self.config.early_stopping_patience
+        if patience is not None and self.epochs_without_gain >= patience:
             logger.info("early stopping: no better validation accuracy for %d epochs", patience)
-            stopped_early = True
-            break
-        if state.should_stop:
-            stopped_early = True
-            break
-    model.load_state_dict(best_weights)
-    model.eval()
-    for callback in callbacks:
-        callback.on_train_end(state)
-    return TrainResult(
-        model=model,
-        config=config,
-        history=tuple(state.history),
-        best_epoch=best_epoch,
-        best_val_accuracy=best_accuracy,
-        stopped_early=stopped_early,
-        seconds=time.perf_counter() - started,
-    )
+            self.stopped_early = True
+        if self.state.should_stop:
+            self.stopped_early = True
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the whole state after an epoch (atomically; loaded with weights_only=True)."""
+        save_resume_state(path, self)
+
+    def load(self, path: str | os.PathLike[str]) -> None:
+        """Continue from a state :meth:`save` wrote (for the same config)."""
+        load_resume_state(path, self)

@@ -107,7 +107,7 @@ def resolve_function(
     """
     module_name, function_name = split_spec(spec, where)
     allow_modules = tuple(allow_modules)
-    resolved_roots = [Path(r).resolve() for r in roots]
+    resolved_roots = list(dict.fromkeys(Path(r).resolve() for r in roots))
     root = None
     if not _allowed_by_name(module_name, allow_modules):
         root = _root_holding(module_name.split(".")[0], resolved_roots)

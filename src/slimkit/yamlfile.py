@@ -139,7 +139,10 @@ def _locate(node: Any, path: KeyPath, lines: dict[KeyPath, int], file: str) -> N
 
 def parse_yaml(text: str, *, file: str = "<text>") -> YamlDocument:
     """Parse one YAML document from ``text`` (see the module docstring for what is refused)."""
-    loader = _Loader(text, file)
+    try:
+        loader = _Loader(text, file)
+    except yaml.YAMLError as error:  # the reader refuses control characters at once
+        raise ConfigError(f"{file} is not valid YAML: {_problem(error)}") from None
     try:
         node = loader.get_single_node()
         lines: dict[KeyPath, int] = {}
@@ -149,13 +152,18 @@ def parse_yaml(text: str, *, file: str = "<text>") -> YamlDocument:
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
-        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-        raise ConfigError(f"{file} is not valid YAML{where}: {problem}") from None
+        raise ConfigError(f"{file} is not valid YAML{where}: {_problem(error)}") from None
     except RecursionError:
         raise ConfigError(f"{file}: values are nested too deeply") from None
     finally:
         loader.dispose()
     return YamlDocument(data, lines, file)
+
+
+def _problem(error: BaseException) -> str:
+    problem = getattr(error, "problem", None) or str(error).strip()
+    lines = str(problem).splitlines()
+    return lines[0] if lines else type(error).__name__
 
 
 def read_yaml_file(path: str | Path) -> YamlDocument:

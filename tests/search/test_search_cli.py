@@ -74,7 +74,7 @@ def test_search_run_show_and_rerun(tmp_path: Path, tiny_space: dict) -> None:
     ("spec", "extra", "message"),
     [
         ({"space": {"model": {"nope": {}}}}, [], "unknown model 'nope'"),
-        ({"space": {}, "trails": 3}, [], "unknown key(s) trails"),
+        ({"space": {}, "trails": 3}, [], "trails: unknown key"),
         ({"space": {}}, ["--storage", "postgresql://u:pw@127.0.0.1:1/x"], "***@127.0.0.1:1"),
     ],
 )

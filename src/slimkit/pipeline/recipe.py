@@ -38,13 +38,14 @@ from typing import Any
 
 from torch import nn
 
-from slimkit.errors import ConfigError, SlimkitError, check_keys
+from slimkit.errors import ConfigError, check_keys
 from slimkit.models import list_models
-from slimkit.pipeline.recipe_search import parse_search, redact_url
+from slimkit.pipeline.recipe_search import parse_search
 from slimkit.pipeline.user_code import check_arguments, resolve_function, split_spec
 from slimkit.search.evaluate import Target
 from slimkit.search.objectives import Objectives
 from slimkit.search.spec import data_dict
+from slimkit.search.validate import checked, parse_target, redact_url
 from slimkit.train import TrainConfig
 from slimkit.yamlfile import Where, read_yaml_file
 
@@ -63,8 +64,6 @@ RECIPE_KEYS = (
 CANDIDATE_KEYS = ("name", "techniques", "model", "train")
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 MAX_SEED = 2**32 - 1
-# what a config's own checks raise for a bad value (besides slimkit's errors)
-VALUE_ERRORS = (SlimkitError, TypeError, ValueError, KeyError, AttributeError, OverflowError)
 
 
 @dataclass(frozen=True)
@@ -249,11 +248,11 @@ class Recipe:
             allow_modules=tuple(_check_modules(allow_modules)),
         )
         name = _parse_name(data.get("name", "run"), root / "name")
-        data_config = _checked(lambda: data_dict(data.get("data", "digits")), root / "data")
+        data_config = checked(lambda: data_dict(data.get("data", "digits")), root / "data")
         model = parse_model(data.get("model", "lenet5"), root / "model", code)
         train = _parse_train(data.get("train"), root / "train")
-        target = _parse_target(data.get("target"), root / "target")
-        objectives = _checked(
+        target = parse_target(data.get("target"), root / "target")
+        objectives = checked(
             lambda: Objectives.from_config(data.get("objectives"), data.get("constraints")),
             root / ("objectives" if "objectives" in data else "constraints"),
         )
@@ -297,19 +296,6 @@ class Recipe:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _checked(make: Callable[[], Any], where: Where) -> Any:
-    """``make()``, with a config's own error for a bad value prefixed by where the value is."""
-    try:
-        return make()
-    except VALUE_ERRORS as error:
-        raise ConfigError(f"{where}: {_one_line(error)}") from None
-
-
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__
-
-
 def _check_modules(names: Iterable[str]) -> list[str]:
     out = []
     for name in names:
@@ -334,23 +320,8 @@ def _parse_train(value: Any, where: Where) -> dict[str, Any]:
     if not isinstance(value, Mapping):
         raise ConfigError(f"{where}: expected a mapping of training options; got {value!r}")
     train = dict(value)
-    _checked(lambda: TrainConfig.from_dict(train), where)
+    checked(lambda: TrainConfig.from_dict(train), where)
     return train
-
-
-def _parse_target(value: Any, where: Where) -> Target:
-    if value is None:
-        return Target()
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"{where}: expected a mapping (runtime, batch_size, threads, ...)")
-    check_keys(str(where), value, ("runtime", "batch_size", "threads", "latency_budget_s"))
-    target: Target = _checked(lambda: Target(**dict(value)), where)
-    budget = target.latency_budget_s
-    if isinstance(budget, bool) or not isinstance(budget, int | float) or not 0 < budget <= 3600:
-        raise ConfigError(
-            f"{where / 'latency_budget_s'}: expected seconds in (0, 3600]; got {budget!r}"
-        )
-    return target
 
 
 def _candidate_name(value: Any, where: Where) -> str:
@@ -406,7 +377,7 @@ def _parse_techniques(value: Any, where: Where) -> list[dict[str, Any]]:
         body = dict(entry)
         if body["technique"] == "distillation":
             body["teacher"] = nn.Identity()  # stands in for the run's baseline
-        _checked(partial(config_from_dict, body), at)
+        checked(partial(config_from_dict, body), at)
     if sum(e["technique"] == "distillation" for e in value) > 1:
         raise ConfigError(f"{where}: distillation may be given once per candidate")
     return [dict(t) for t in value]

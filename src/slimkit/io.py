@@ -65,7 +65,7 @@ def _umask() -> int:
 def _new_temporary(target: Path) -> Path:
     """A new empty file beside ``target``, created with the user's umask (mkstemp's is 0600)."""
     for _ in range(100):
-        tmp = target.parent / f".{target.name}.{secrets.token_hex(6)}.tmp"
+        tmp = target.absolute().parent / f".{target.name}.{secrets.token_hex(6)}.tmp"
         try:
             os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
         except FileExistsError:

@@ -63,8 +63,12 @@ def test_export_int8_carries_slimkit_scales_to_each_runtime(runtime: str, tmp_pa
     assert code == 0, output
     code, output = _run("export", str(checkpoint), "--runtime", runtime, "--int8", "-b", "8")
     assert code == 0, output
-    suffix = {"onnxruntime": ".onnx", "litert": ".tflite", "executorch": ".pte"}[runtime]
-    summary = json.loads((tmp_path / f"m{suffix}.json").read_text())
+    name = {
+        "onnxruntime": "m.int8.onnx",
+        "litert": "m.int8.b8.tflite",
+        "executorch": "m.int8.b8.pte",
+    }
+    summary = json.loads((tmp_path / f"{name[runtime]}.json").read_text())
     parity = summary["parity"]
     assert parity["reference"] == "slimkit integer reference"
     assert parity["within_1_lsb"] >= 0.999 and parity["argmax_agreement"] >= 0.995

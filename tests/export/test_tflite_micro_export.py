@@ -198,9 +198,9 @@ def test_cli_export_for_tflite_micro(
         app, ["export", str(checkpoint), "--runtime", "tflite-micro"], catch_exceptions=False
     )
     assert done.exit_code == 0, done.output
-    summary = json.loads((tmp_path / "m.tflite.json").read_text())
+    summary = json.loads((tmp_path / "m.tflm.tflite.json").read_text())
     assert summary["parity"]["reference"] == "litert"
     assert summary["parity"]["argmax_agreement"] >= 0.999
-    assert summary["export"]["arena_bytes"] > 0 and (tmp_path / "m.h").is_file()
-    runner = load_runtime("tflite-micro", tmp_path / "m.tflite")
+    assert summary["export"]["arena_bytes"] > 0 and (tmp_path / "m.tflm.h").is_file()
+    runner = load_runtime("tflite-micro", tmp_path / "m.tflm.tflite")
     assert runner.run(digits.test.x.numpy()[:3]).shape == (3, 10)

@@ -27,6 +27,34 @@ INT8_AGREEMENT = 0.995
 CALIBRATION = 256  # training samples an int8 exporter calibrates on
 
 
+def default_output(
+    checkpoint: Path, runtime: str, suffix: str, *, batch_size: int, int8: bool
+) -> Path:
+    """The file name that says what the export is: precision, fixed batch size, target."""
+    parts = [checkpoint.stem]
+    if runtime == "tflite-micro":
+        parts.append("tflm")
+    elif int8:
+        parts.append("int8")
+    if batch_size != 1:
+        parts.append(f"b{batch_size}")
+    return checkpoint.with_name(".".join(parts) + suffix)
+
+
+def check_output(out: Path | None, default: Path, checkpoint: Path, force: bool) -> Path:
+    """``--out`` (never the checkpoint, never an existing file without ``--force``) or the default.
+
+    The default name is the same only for the same export, which it replaces.
+    """
+    if out is None:
+        return default
+    if out.resolve() == checkpoint.resolve():
+        raise ConfigError(f"--out {out} is the checkpoint itself; give another file name")
+    if out.exists() and not force:
+        raise ConfigError(f"{out} exists; pass --force to replace it, or give another --out")
+    return out
+
+
 @app.command("export")
 def export_command(
     checkpoint: Path = typer.Argument(..., help="A slimkit checkpoint (.safetensors)."),
@@ -51,8 +79,13 @@ def export_command(
         "the same scales and int8 weights in every runtime; parity against slimkit's integer "
         "reference. (tflite-micro is int8 anyway.)",
     ),
+    force: bool = typer.Option(False, "--force", help="Replace an existing --out file."),
 ) -> None:
-    """Export a checkpoint for a runtime and check that the runtime computes the same logits."""
+    """Export a checkpoint for a runtime and check that the runtime computes the same logits.
+
+    The file is named for what it is, beside the checkpoint: ``m.onnx``, ``m.int8.onnx``,
+    ``m.tflite``, ``m.b64.tflite``, ``m.int8.b64.pte``, ``m.tflm.tflite`` (+ ``.h``/``.c``).
+    """
     info = runtime_info(runtime)
     if info.format not in list_formats():
         raise ConfigError(
@@ -60,15 +93,25 @@ def export_command(
             f"(formats that export: {', '.join(list_formats())})"
         )
     loaded = load_checkpoint(checkpoint)
-    suffix = exporter_info(info.format).suffix
-    out = out or checkpoint.with_suffix(suffix)
+    parameters = inspect.signature(exporter_info(info.format).function).parameters
+    out = check_output(
+        out,
+        default_output(
+            checkpoint,
+            runtime,
+            exporter_info(info.format).suffix,
+            batch_size=batch_size if "batch_size" in parameters else 1,
+            int8=int8,
+        ),
+        checkpoint,
+        force,
+    )
     data_config = resolve_data(data, checkpoint)
     metadata = {
         "slimkit.data": json.dumps(data_config.to_dict()),
         "slimkit.checkpoint": str(checkpoint),
     }
     options: dict[str, Any] = {"metadata": metadata}
-    parameters = inspect.signature(exporter_info(info.format).function).parameters
     if "batch_size" in parameters:
         options["batch_size"] = batch_size
     model, quantized = loaded.model, None

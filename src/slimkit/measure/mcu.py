@@ -246,7 +246,7 @@ def probe_arena_details(path: str | os.PathLike[str], *, timeout_s: float = 20.0
             not reproduce in a fresh process.
     """
     import_tflite_micro()
-    path = Path(path)
+    path = Path(path).absolute()  # the probe's child runs in a folder of its own
     graph = read_tflite_graph(path)
     check_operators(graph)
     generous = host_arena_bytes(graph)

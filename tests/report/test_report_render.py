@@ -23,6 +23,8 @@ from slimkit.report import (
     render_markdown,
     write_report,
 )
+from slimkit.report.columns import candidate_table, table_notes
+from slimkit.report.plots import render_plot
 
 MALICIOUS = '<script>alert("x")</script> & <img src=x onerror=alert(1)> $\\frac{'
 
@@ -247,3 +249,43 @@ def test_cli_report_rerenders_from_the_json(
     assert "INCOMPLETE: interrupted run, 2 of 5 stages finished" in result.output
     assert "trial 3" in result.output and "lowrank r4" not in result.output
     assert str(tmp_path / "report.html") in result.output.replace("\n", "")
+
+
+def test_far_worse_candidates_are_drawn_at_the_edge_not_stretching_the_axis(
+    report_factory: Callable[..., Report],
+) -> None:
+    from slimkit.report.plots import _clip, plot_points, zoom_floor
+
+    far = Candidate("trial 9", source="search", accuracy=0.52, latency_p50_ms=0.1, file_bytes=9000)
+    report = report_factory(extra=[far])
+    points = plot_points(report, "latency")
+    floor = zoom_floor(points)
+    assert floor == pytest.approx(98.0 - 10.0)  # ten points below the baseline's 98%
+    shown = {p.name: p for p in _clip(points, floor)}
+    edge = shown["trial 9 (52.0%)"]  # its value is in its label
+    assert edge.clipped and edge.y == floor and edge.on_front  # the fastest: still on the front
+    assert not any(p.clipped for n, p in shown.items() if n != "trial 9 (52.0%)")
+    assert zoom_floor(plot_points(report_factory(), "latency")) is None  # nothing far: no zoom
+    assert render_plot(report, "latency")["png"].startswith(b"\x89PNG")
+
+
+def test_unstable_latencies_are_marked_in_every_table(
+    report_factory: Callable[..., Report], tmp_path: Path
+) -> None:
+    def timed(name: str, stable: bool) -> Candidate:
+        record = {"latency": [{"batch_size": 1, "threads": 2, "p50_ms": 1.0, "stable": stable}]}
+        return Candidate(name, accuracy=0.97, latency_p50_ms=1.0, file_bytes=1000, record=record)
+
+    report = report_factory(extra=[timed("shaky", False), timed("steady", True)])
+    columns, rows = candidate_table(report)
+    p50 = [c.key for c in columns].index("latency_p50_ms")
+    texts = {row[0].text: row[p50].text for row in rows}
+    assert texts["shaky"] == "1.000*" and texts["steady"] == "1.000"
+    assert texts["int8 PTQ"] == "0.800"  # no record: nothing claimed
+    notes = table_notes(report)
+    assert len(notes) == 1 and "(shaky)" in notes[0] and "1 of 7" in notes[0]
+    paths = write_report(report, tmp_path)
+    markdown = paths["report.md"].read_text()
+    assert "1.000\\*" in markdown and "(shaky)" in markdown  # * escaped: a mark, not emphasis
+    assert "(shaky)" in paths["report.html"].read_text()
+    assert table_notes(report_factory()) == []

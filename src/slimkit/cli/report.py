@@ -10,6 +10,7 @@ from rich.markup import escape
 from slimkit.cli.app import app, console
 from slimkit.cli.display import make_table
 from slimkit.report import Report, frontier_table, load_report, status_line, write_report
+from slimkit.report.columns import frontier_candidates, table_notes
 
 
 def print_report(report: Report) -> None:
@@ -22,6 +23,8 @@ def print_report(report: Report) -> None:
         f"{report.name}: baseline and Pareto front ({report.runtime}, batch {report.batch_size})"
     )
     console.print(make_table(header, safe_rows, title=escape(title)))
+    for note in table_notes(report, frontier_candidates(report)):
+        console.print(escape(note), style="yellow")
 
 
 @app.command("report")

@@ -84,8 +84,51 @@ def front_marks(name: str, on_fronts: dict[str, list[str]]) -> str:
     return ", ".join(axis for axis, names in on_fronts.items() if name in names)
 
 
+UNSTABLE_MARK = "*"
+
+
+def latency_stable(report: Report, candidate: Candidate) -> bool | None:
+    """Whether the candidate's timing window at the report's setting settled (None: unknown).
+
+    The harness stops when the medians of the window's two halves agree; a window that never
+    did (a machine whose speed changed while it timed) is marked, since its p50 is less sure.
+    """
+    for stats in (candidate.record or {}).get("latency") or []:
+        if (
+            isinstance(stats, dict)
+            and stats.get("batch_size") == report.batch_size
+            and stats.get("threads") == report.threads
+            and "stable" in stats
+        ):
+            return bool(stats["stable"])
+    return None
+
+
+def table_notes(report: Report, candidates: Sequence[Candidate] | None = None) -> list[str]:
+    """Footnotes of the table: which marks it uses and what they mean."""
+    chosen = report.candidates if candidates is None else candidates
+    unstable = [c.name for c in chosen if latency_stable(report, c) is False]
+    if not unstable:
+        return []
+    return [
+        f"{UNSTABLE_MARK} p50 of {len(unstable)} of {len(chosen)} candidates "
+        f"({', '.join(unstable)}) was timed in a window that never settled (its two halves' "
+        "medians differ by more than the tolerance: the machine's speed changed while it timed); "
+        "compare those latencies with care, or measure again"
+    ]
+
+
 def _number(value: float | None, fmt: str) -> Cell:
     return Cell("-", None) if value is None else Cell(format(value, fmt), float(value))
+
+
+def _latency(value: float | None, stable: bool | None) -> Cell:
+    cell = _number(value, ".3f")
+    return (
+        Cell(cell.text + UNSTABLE_MARK, cell.sort)
+        if value is not None and stable is False
+        else cell
+    )
 
 
 def _ratio(value: float | None) -> Cell:
@@ -122,7 +165,7 @@ def candidate_cells(
             else Cell(f"{100 * accuracy:.2f}%", 100 * accuracy)
         ),
         "drop_points": _drop(derived["drop_points"]),
-        "latency_p50_ms": _number(candidate.latency_p50_ms, ".3f"),
+        "latency_p50_ms": _latency(candidate.latency_p50_ms, latency_stable(report, candidate)),
         "latency_p90_ms": _number(candidate.latency_p90_ms, ".3f"),
         "file_bytes": _bytes(candidate.file_bytes),
         "params": Cell(format_count(candidate.params), candidate.params),

@@ -16,7 +16,13 @@ from typing import Any
 import yaml
 
 from slimkit.report.candidates import Candidate, Report
-from slimkit.report.columns import candidate_table, fronts, status_line, technique_label
+from slimkit.report.columns import (
+    candidate_table,
+    fronts,
+    status_line,
+    table_notes,
+    technique_label,
+)
 from slimkit.report.markdown import environment_line
 from slimkit.report.plots import PLOTS
 
@@ -187,9 +193,10 @@ def _table(report: Report) -> str:
             for column, cell in zip(columns, row, strict=True)
         )
         body.append(f'<tr class="{" ".join(c for c in classes if c)}">{cells}</tr>')
+    notes = "".join(f'<p class="note">{escape(note)}</p>' for note in table_notes(report))
     return (
         '<div class="wide"><table id="candidates-table" class="sortable">'
-        f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
+        f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>{notes}"
     )
 
 

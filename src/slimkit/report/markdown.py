@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 from slimkit.measure.environment import describe_cpu
 from slimkit.report.candidates import Report
-from slimkit.report.columns import candidate_table, fronts, status_line
+from slimkit.report.columns import candidate_table, fronts, status_line, table_notes
 from slimkit.report.plots import PLOTS
 from slimkit.report.table import markdown_table
 
@@ -90,6 +90,7 @@ def render_markdown(report: Report, plot_files: Iterable[str] = ()) -> str:
         "candidate (p50 latency, file bytes).",
         "",
     ]
+    lines += [f"{markdown_text(note)}\n" for note in table_notes(report)]
     failed = [c for c in report.candidates if c.error]
     if failed:
         lines += ["## Failed candidates", ""]

@@ -28,6 +28,7 @@ PLOTS = {
 FORMATS = ("png", "svg")
 LOG_SCALE_RATIO = 20.0  # x spans more than this factor → log scale
 LABEL_ALL_UP_TO = 15  # more points than this: label only the front and the baseline
+ZOOM_BELOW_POINTS = 10.0  # the y axis shows this many points below the baseline's accuracy
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class Point:
     y: float
     on_front: bool
     baseline: bool
+    clipped: bool = False  # drawn at the bottom edge; ``y`` still holds its accuracy
 
 
 def plot_axes(report: Report) -> list[str]:
@@ -72,6 +74,31 @@ def plot_points(report: Report, axis: str) -> list[Point]:
     return [
         Point(c.name, float(x), a, on, c.name == report.baseline)
         for (c, x), a, on in zip(kept, accuracies, mask, strict=True)
+    ]
+
+
+def zoom_floor(points: list[Point]) -> float | None:
+    """The lowest accuracy the y axis shows, or None when every point fits.
+
+    The useful range is near the baseline: a few far worse candidates (a search trial at 52%)
+    would otherwise stretch the axis and squeeze every useful point into a thin band. They are
+    drawn at the bottom edge instead, labelled with their accuracy.
+    """
+    if not points:
+        return None
+    reference = next((p.y for p in points if p.baseline), max(p.y for p in points))
+    floor = reference - ZOOM_BELOW_POINTS
+    return floor if min(p.y for p in points) < floor else None
+
+
+def _clip(points: list[Point], floor: float | None) -> list[Point]:
+    if floor is None:
+        return points
+    return [
+        Point(f"{p.name} ({p.y:.1f}%)", p.x, floor, p.on_front, p.baseline, True)
+        if p.y < floor
+        else p
+        for p in points
     ]
 
 
@@ -138,13 +165,25 @@ def render_plot(report: Report, axis: str) -> dict[str, bytes]:
         raise MissingDependencyError(
             "plots need matplotlib; install it with: pip install matplotlib"
         ) from error
-    points = plot_points(report, axis)
+    floor = zoom_floor(plot_points(report, axis))
+    points = _clip(plot_points(report, axis), floor)
     xlabel = PLOTS[axis][1]
     figure = Figure(figsize=(7.5, 4.6), dpi=110, layout="constrained")
     ax = figure.subplots()
-    others = [p for p in points if not p.on_front and not p.baseline]
+    others = [p for p in points if not p.on_front and not p.baseline and not p.clipped]
     front = sorted((p for p in points if p.on_front), key=lambda p: (p.x, p.y))
     base = [p for p in points if p.baseline]
+    clipped = [p for p in points if p.clipped]
+    if clipped:
+        ax.scatter(
+            [p.x for p in clipped],
+            [p.y for p in clipped],
+            s=40,
+            marker="v",
+            color=["#1f6fb2" if p.on_front else "#9aa3ad" for p in clipped],
+            label=f"below {floor:.0f}% (value in label)",
+            zorder=3,
+        )
     if others:
         ax.scatter(
             [p.x for p in others],
@@ -164,7 +203,10 @@ def render_plot(report: Report, axis: str) -> dict[str, bytes]:
             zorder=1,
             label="Pareto front",
         )
-        ax.scatter([p.x for p in front], [p.y for p in front], s=36, color="#1f6fb2", zorder=3)
+        unclipped = [p for p in front if not p.clipped]
+        ax.scatter(
+            [p.x for p in unclipped], [p.y for p in unclipped], s=36, color="#1f6fb2", zorder=3
+        )
     if base:
         ax.scatter(
             [p.x for p in base],
@@ -184,10 +226,13 @@ def render_plot(report: Report, axis: str) -> dict[str, bytes]:
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
     ax.margins(x=0.08, y=0.08)
+    if floor is not None:
+        top = max(p.y for p in points)
+        ax.set_ylim(floor - 0.04 * (top - floor), top + 0.08 * (top - floor))
     labelled = (
         points
         if len(points) <= LABEL_ALL_UP_TO
-        else [p for p in points if p.on_front or p.baseline]
+        else [p for p in points if p.on_front or p.baseline or p.clipped]
     )
     _annotate(ax, labelled)
     if not points:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import math
 import struct
+import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -281,3 +285,102 @@ def test_too_few_samples_to_split(tmp_path: Path) -> None:
     write_idx(tmp_path / TRAIN_LABELS, arrays[TRAIN_LABELS][:1])
     with pytest.raises(DataError, match=r"cannot hold out 0\.1 of 1 samples"):
         load_dataset(f"idx:{tmp_path}")
+
+
+# --- hostile headers (issue #18, item 9) -----------------------------------------------------
+
+
+@pytest.mark.parametrize("compress", [False, True])
+@pytest.mark.parametrize(
+    "dims",
+    [(65536, 65536, 65536, 65536), (2**31, 4, 2**31), (2**32 - 1,) * 3],
+    ids=["2^64", "2^64-by-three", "2^96"],
+)
+def test_a_header_whose_size_overflows_64_bits(
+    tmp_path: Path, dims: tuple[int, ...], compress: bool
+) -> None:
+    """The product of the sizes wrapped to 0 in int64, matched the empty data, and reshape
+    raised ValueError: an internal error. It is a truncated file."""
+    data = struct.pack(">BBBB", 0, 0, 0x08, len(dims)) + struct.pack(f">{len(dims)}I", *dims)
+    path = tmp_path / "huge.idx"
+    path.write_bytes(gzip.compress(data) if compress else data)
+    with pytest.raises(DataError, match="truncated") as error:
+        read_idx(path)
+    assert str(math.prod(dims)) in str(error.value) and "\n" not in str(error.value)
+
+
+def test_more_dimensions_than_an_array_holds(tmp_path: Path) -> None:
+    dims = (0,) + (1,) * 254  # 255 dimensions, no data: NumPy cannot hold it
+    path = tmp_path / "deep.idx"
+    path.write_bytes(struct.pack(">BBBB", 0, 0, 0x08, 255) + struct.pack(">255I", *dims))
+    with pytest.raises(DataError, match="255 dimensions"):
+        read_idx(path)
+
+
+def test_an_empty_file_of_a_folder_is_a_data_error(tmp_path: Path) -> None:
+    arrays = write_folder(tmp_path, compress=False)
+    write_idx(tmp_path / TEST_IMAGES, arrays[TEST_IMAGES][:0])
+    write_idx(tmp_path / TEST_LABELS, arrays[TEST_LABELS][:0])
+    with pytest.raises(DataError, match="holds no data"):
+        load_dataset(f"idx:{tmp_path}")
+
+
+def _peak_rss_growth(action: Callable[[], object]) -> int | None:
+    """Bytes by which ``action()`` raised this process's peak RSS (None where unknown)."""
+    import re
+
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # VmHWM := current RSS (Linux)
+    except OSError:
+        return None
+
+    def peak() -> int:
+        text = Path("/proc/self/status").read_text()
+        return int(re.search(r"VmHWM:\s+(\d+)", text).group(1)) * 1024  # type: ignore[union-attr]
+
+    before = peak()
+    with contextlib.suppress(DataError):
+        action()
+    return peak() - before
+
+
+def test_a_gzip_bomb_is_unpacked_no_further_than_its_header_says(tmp_path: Path) -> None:
+    """300 MB of zeros behind a header of 4 bytes of data: refused for its trailing bytes,
+    without unpacking them (the whole stream was decompressed first)."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)  # gzip framing
+    chunk = bytes(1 << 20)
+    parts = [packer.compress(idx_bytes(np.zeros(4, dtype=np.uint8)))]
+    parts += [packer.compress(chunk) for _ in range(300)]
+    path = tmp_path / "bomb.idx"
+    path.write_bytes(b"".join(parts) + packer.flush())
+    with pytest.raises(DataError, match="trailing bytes"):
+        read_idx(path)
+    growth = _peak_rss_growth(lambda: read_idx(path))
+    if growth is None:
+        pytest.skip("peak RSS cannot be reset here")
+    assert growth < 64 << 20
+
+
+def test_cli_reports_an_overflowing_header_as_one_error_line(tmp_path: Path) -> None:
+    """Through the installed ``slimkit`` command: exit 1 and one ``error:`` line (it was exit 2,
+    ``internal error: ValueError``)."""
+    import os
+    import shutil
+    import subprocess
+
+    command = shutil.which("slimkit") or pytest.skip("the slimkit command is not installed")
+    write_folder(tmp_path, compress=False)
+    dims = (65536, 65536, 65536, 65536)
+    header = struct.pack(">BBBB", 0, 0, 0x08, 4) + struct.pack(">4I", *dims)
+    (tmp_path / TRAIN_IMAGES).write_bytes(header)
+    result = subprocess.run(
+        [command, "train", "--data", f"idx:{tmp_path}", "--epochs", "1"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=1800,  # a guard against a hang, not a speed check
+        env=dict(os.environ, COLUMNS="300"),
+    )
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 1, result.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "truncated" in lines[0]

@@ -113,3 +113,53 @@ def test_registering_a_model_is_one_decorator() -> None:
         from slimkit.models import registry
 
         registry._REGISTRY.pop("test_tiny_linear", None)
+
+
+# --- specs read from files are validated (issue #18, items 9 and 12) -------------------------
+
+GOOD_SPEC = {"name": "mlp", "input_shape": [1, 8, 8], "num_classes": 10, "kwargs": {"hidden": [8]}}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"name": 5}, "name"),
+        ({"input_shape": [1, 8]}, "input_shape"),
+        ({"input_shape": "1x8x8"}, "input_shape"),
+        ({"input_shape": [1, 8, True]}, "input_shape"),
+        ({"input_shape": [1, 8, 8.0]}, "input_shape"),
+        ({"input_shape": [1, 0, 8]}, "input_shape"),
+        ({"input_shape": [1, 2**20, 2**20]}, "input_shape"),
+        ({"num_classes": 1}, "num_classes"),
+        ({"num_classes": 2**40}, "num_classes"),
+        ({"num_classes": None}, "num_classes"),
+        ({"kwargs": [8]}, "kwargs"),
+        ({"kwargs": {"hidden": [2**40]}}, "kwargs"),
+        ({"kwargs": {"hidden": [1] * 5000}}, "too large"),
+        ({"kwargs": {"dropout": float("nan")}}, "finite"),
+        ({"kwargs": {"input_shape": [1, 2, 3]}}, "may not set input_shape"),
+        ({"extra": 1}, "unknown keys"),
+    ],
+)
+def test_spec_from_a_file_is_validated(change: dict[str, object], message: str) -> None:
+    with pytest.raises(ModelError, match=message) as caught:
+        ModelSpec.from_dict({**GOOD_SPEC, **change})
+    assert len(str(caught.value).splitlines()) == 1
+
+
+@pytest.mark.parametrize("data", [[1, 2], "mlp", 5, None])
+def test_a_spec_that_is_not_a_mapping_is_a_model_error(data: object) -> None:
+    with pytest.raises(ModelError, match="must be a mapping"):
+        ModelSpec.from_dict(data)  # type: ignore[arg-type]
+
+
+def test_a_valid_spec_round_trips() -> None:
+    spec = ModelSpec.from_dict(GOOD_SPEC)
+    assert spec.to_dict() == GOOD_SPEC
+    assert ModelSpec.from_dict(create_model("lenet5", input_shape=(1, 8, 8)).slimkit_spec.to_dict())
+
+
+def test_torch_errors_of_a_builder_are_model_errors() -> None:
+    """A negative width reached torch (RuntimeError: negative dimension): an internal error."""
+    with pytest.raises(ModelError, match="negative dimension"):
+        create_model("lenet5", input_shape=(1, 8, 8), hidden=[-1, 12])

@@ -41,7 +41,10 @@ def reference_checkpoint(path: Path, explicit: Path | None) -> Path | None:
     if path.suffix == ".safetensors":
         return path
     recorded = onnx_metadata(path).get("slimkit.checkpoint") if path.suffix == ".onnx" else None
-    return Path(recorded) if recorded and Path(recorded).is_file() else None
+    try:
+        return Path(recorded) if recorded and Path(recorded).is_file() else None
+    except (OSError, ValueError):  # a corrupt path in the metadata (a NUL byte, too long)
+        return None
 
 
 def _show(status: Status, file: str, message: str) -> None:

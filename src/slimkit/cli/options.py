@@ -59,8 +59,18 @@ def data_config_of(path: Path) -> DataConfig | None:
         data = extra.get("data")
     elif path.suffix == ".onnx":
         raw = onnx_metadata(path).get("slimkit.data")
-        data = json.loads(raw) if raw else None
-    return DataConfig.from_dict(data) if isinstance(data, dict) else None
+        try:
+            data = json.loads(raw) if raw else None
+        except (ValueError, RecursionError):
+            raise ConfigError(
+                f"{path} records corrupt slimkit.data metadata {(raw or '')[:60]!r}; pass --data"
+            ) from None
+    if not isinstance(data, dict):
+        return None
+    try:
+        return DataConfig.from_dict(data)
+    except ConfigError as error:
+        raise ConfigError(f"{path} records an invalid data spec ({error}); pass --data") from None
 
 
 def resolve_data(spec: str | None, *candidates: Path | None, seed: int | None = None) -> DataConfig:

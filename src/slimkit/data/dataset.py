@@ -116,7 +116,7 @@ class DataConfig:
     max_train_samples: int | None = None
 
     def __post_init__(self) -> None:
-        if self.source not in _SOURCES:
+        if not isinstance(self.source, str) or self.source not in _SOURCES:
             raise ConfigError(
                 f"data source must be one of {', '.join(DATA_SOURCES)}; got {self.source!r}"
             )

@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import logging
+import math
 import os
+import struct
 import zlib
 from pathlib import Path
 
@@ -37,6 +40,9 @@ IDX_DTYPES: dict[int, str] = {
     0x0D: ">f4",
     0x0E: ">f8",
 }
+
+MAX_NDIM = 32  # what NumPy 1.x arrays hold (the header's byte allows 255)
+MAX_ARRAY_BYTES = 1 << 62  # NumPy refuses shapes whose size in bytes overflows its index type
 
 TRAIN_IMAGES = "train-images-idx3-ubyte"
 TRAIN_LABELS = "train-labels-idx1-ubyte"
@@ -86,7 +92,11 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
 
 
 def read_idx_bytes(path: Path) -> bytes:
-    """Return the content of ``path``, decompressed when it starts with the gzip magic bytes."""
+    """Return the content of ``path``, decompressed when it starts with the gzip magic bytes.
+
+    A gzip file is decompressed no further than its IDX header says the content goes (plus one
+    byte, to tell trailing data), so a small corrupt file cannot unpack into gigabytes.
+    """
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -96,12 +106,42 @@ def read_idx_bytes(path: Path) -> bytes:
     if not data.startswith(GZIP_MAGIC):
         return data
     try:
-        return gzip.decompress(data)
+        with gzip.GzipFile(fileobj=io.BytesIO(data)) as stream:
+            head = stream.read(4)
+            ndim = head[3] if len(head) == 4 else 0
+            head += stream.read(4 * ndim)
+            size = _content_size(head)
+            return head + (_read_at_most(stream, size - len(head) + 1) if size else b"")
     except (OSError, EOFError, zlib.error) as error:
         raise DataError(
             f"IDX file {path} is a corrupt or truncated gzip file ({error}); "
             "download it again or replace it with the raw file"
         ) from None
+
+
+def _read_at_most(stream: gzip.GzipFile, limit: int, chunk: int = 1 << 20) -> bytes:
+    """Up to ``limit`` bytes of ``stream``, read in chunks (a single ``read(limit)`` would
+    allocate ``limit`` bytes up front, and a corrupt header can claim terabytes)."""
+    parts: list[bytes] = []
+    while limit > 0:
+        part = stream.read(min(chunk, limit))
+        if not part:
+            break
+        parts.append(part)
+        limit -= len(part)
+    return b"".join(parts)
+
+
+def _content_size(head: bytes) -> int | None:
+    """Bytes of an IDX file (header and data) as its header ``head`` says, or None if ``head``
+    is too short or not IDX (then :func:`parse_idx` says what is wrong)."""
+    if len(head) < 4 or head[:2] != b"\x00\x00" or head[2] not in IDX_DTYPES:
+        return None
+    ndim = head[3]
+    if len(head) < 4 + 4 * ndim:
+        return None
+    shape = struct.unpack(f">{ndim}I", head[4 : 4 + 4 * ndim])
+    return 4 + 4 * ndim + math.prod(shape) * np.dtype(IDX_DTYPES[head[2]]).itemsize
 
 
 def parse_idx(data: bytes, path: Path) -> np.ndarray:
@@ -121,15 +161,20 @@ def parse_idx(data: bytes, path: Path) -> np.ndarray:
             f"byte in {', '.join(f'{code:02x}' for code in IDX_DTYPES)}, and ndim >= 1); "
             "is it an IDX file?"
         )
+    if ndim > MAX_NDIM:
+        raise DataError(
+            f"IDX file {path} declares {ndim} dimensions; slimkit reads IDX files of up to "
+            f"{MAX_NDIM} (MNIST has 1 or 3): is the file corrupt?"
+        )
     header_size = 4 + 4 * ndim
     if len(data) < header_size:
         raise DataError(
             f"IDX file {path} is truncated: {len(data)} bytes, shorter than its {header_size}-byte "
             f"header for {ndim} dimensions; download it again"
         )
-    shape = tuple(int(size) for size in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
+    shape = struct.unpack(f">{ndim}I", data[4:header_size])
     dtype = np.dtype(IDX_DTYPES[type_code])
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    expected = math.prod(shape) * dtype.itemsize  # Python ints: no int64 overflow
     received = len(data) - header_size
     if received != expected:
         problem = "is truncated" if received < expected else "has trailing bytes"
@@ -137,11 +182,19 @@ def parse_idx(data: bytes, path: Path) -> np.ndarray:
             f"IDX file {path} {problem}: its header says shape {shape} ({expected} data bytes), "
             f"the file holds {received}; download it again"
         )
+    # an empty array of sizes whose product (zeros left out) NumPy cannot index
+    if math.prod(size for size in shape if size) * dtype.itemsize >= MAX_ARRAY_BYTES:
+        raise DataError(
+            f"IDX file {path} declares shape {shape}, too large for an array even with no "
+            "values; is the file corrupt?"
+        )
     return np.frombuffer(data, dtype=dtype, offset=header_size).reshape(shape)
 
 
 def find_mnist_files(folder: Path) -> dict[str, Path]:
     """Return the path of each of the four MNIST files in ``folder``, preferring ``.gz``."""
+    if "\x00" in str(folder):
+        raise DataError(f"data folder {str(folder)!r} holds a NUL byte; give a real folder path")
     if not folder.exists():
         raise DataError(
             f"data folder {folder} does not exist; give the folder holding the four MNIST-format "
@@ -195,6 +248,11 @@ def _read_checked(path: Path, name: str, ndim: int, official: str | None) -> np.
         raise DataError(
             f"IDX file {path} holds {array.ndim}-D {array.dtype} data of shape {array.shape}; "
             f"MNIST-format {kind} must be {ndim}-D unsigned bytes (magic 00 00 08 0{ndim})"
+        )
+    if array.size == 0:
+        raise DataError(
+            f"IDX file {path} holds no data (shape {array.shape}); an MNIST-format file needs "
+            "at least one sample of at least 1x1 pixels; download it again"
         )
     if official is not None:
         _check_sha256(path, name, data, official)

@@ -12,6 +12,12 @@ Parameters are every trainable value of the model by default. The MobileNets pap
 norm out of its parameter counts (4,210,088 for MobileNet-v1 1.0-224: convolution weights and the
 classifier); ``include_batchnorm=False`` counts that way.
 
+A quantized model counts what it stores and computes, so it reports the totals of the float model
+it came from: an int8 weight is a parameter like a float one (a layer that keeps it in a buffer
+names it with :func:`register_stored_weights`), and a model that runs its layers as a graph rather
+than as modules (slimkit's static int8 ``QuantizedModel``) lists them with
+:func:`register_layer_table`. Their rules are in :mod:`slimkit.measure.cost_rules`.
+
 Example:
     >>> from slimkit.models import create_model
     >>> cost = count_costs(create_model("lenet300_100"), (1, 28, 28))
@@ -30,7 +36,11 @@ import torch
 from torch import nn
 
 MacRule = Callable[[nn.Module, tuple[Any, ...], Any], int]
+StoredRule = Callable[[nn.Module], list[torch.Tensor]]
+TableRule = Callable[[nn.Module, tuple[Any, ...], Any], list["LayerCost"]]
 _MAC_RULES: dict[type[nn.Module], MacRule] = {}
+_STORED_RULES: dict[type[nn.Module], StoredRule] = {}
+_TABLE_RULES: dict[type[nn.Module], TableRule] = {}
 
 
 def register_mac_rule(*module_types: type[nn.Module]) -> Callable[[MacRule], MacRule]:
@@ -42,6 +52,46 @@ def register_mac_rule(*module_types: type[nn.Module]) -> Callable[[MacRule], Mac
         return rule
 
     return decorator
+
+
+def register_stored_weights(*module_types: type[nn.Module]) -> Callable[[StoredRule], StoredRule]:
+    """Register ``rule(module) -> tensors``: weights a module stores outside its parameters
+    (an int8 weight kept in a buffer); they count as the module's parameters."""
+
+    def decorator(rule: StoredRule) -> StoredRule:
+        for module_type in module_types:
+            _STORED_RULES[module_type] = rule
+        return rule
+
+    return decorator
+
+
+def register_layer_table(*module_types: type[nn.Module]) -> Callable[[TableRule], TableRule]:
+    """Register ``rule(module, inputs, output) -> [LayerCost, ...]`` for a leaf module that
+    computes several layers itself (an int8 graph): its rows replace the module's own row."""
+
+    def decorator(rule: TableRule) -> TableRule:
+        for module_type in module_types:
+            _TABLE_RULES[module_type] = rule
+        return rule
+
+    return decorator
+
+
+def _rule_for(rules: dict[type[nn.Module], Any], module: nn.Module) -> Any:
+    """The rule registered for ``module``'s type, or for the nearest registered base class."""
+    rule = rules.get(type(module))
+    if rule is None:
+        rule = next((r for t, r in rules.items() if isinstance(module, t)), None)
+    return rule
+
+
+def stored_tensors(module: nn.Module) -> list[torch.Tensor]:
+    """The values ``module`` itself stores as weights: its own parameters plus the tensors its
+    :func:`register_stored_weights` rule names."""
+    own = list(module.parameters(recurse=False))
+    rule = _rule_for(_STORED_RULES, module)
+    return own + (rule(module) if rule is not None else [])
 
 
 @register_mac_rule(nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -91,8 +141,19 @@ class ModelCost:
 
 
 def count_parameters(model: nn.Module) -> int:
-    """Number of distinct parameter values (shared parameters count once)."""
-    return sum(p.numel() for p in model.parameters())
+    """Number of distinct stored weight values (shared ones count once; int8 weights count)."""
+    return _total_params(model, excluded=set())
+
+
+def _total_params(model: nn.Module, excluded: set[int]) -> int:
+    """Every distinct parameter and stored weight of ``model`` not in ``excluded`` (by id)."""
+    seen = set(excluded)
+    total = 0
+    for tensor in [*model.parameters(), *(t for m in model.modules() for t in stored_tensors(m))]:
+        if id(tensor) not in seen:
+            seen.add(id(tensor))
+            total += tensor.numel()
+    return total
 
 
 def batchnorm_parameters(model: nn.Module) -> list[nn.Parameter]:
@@ -133,11 +194,13 @@ def count_costs(
     seen: set[int] = set(excluded)
 
     def hook(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
-        own = [p for p in module.parameters(recurse=False) if id(p) not in seen]
-        seen.update(id(p) for p in own)
-        rule = _MAC_RULES.get(type(module))
-        if rule is None:
-            rule = next((r for t, r in _MAC_RULES.items() if isinstance(module, t)), None)
+        own = [t for t in stored_tensors(module) if id(t) not in seen]
+        seen.update(id(t) for t in own)
+        table = _rule_for(_TABLE_RULES, module)
+        if table is not None:
+            rows.extend(table(module, inputs, output))
+            return
+        rule = _rule_for(_MAC_RULES, module)
         macs = rule(module, inputs, output) if rule is not None else 0
         shape = tuple(output.shape) if isinstance(output, torch.Tensor) else ()
         rows.append(
@@ -145,7 +208,7 @@ def count_costs(
                 name=names.get(module, ""),
                 type=type(module).__name__,
                 output_shape=shape[1:] if shape else (),
-                params=sum(p.numel() for p in own),
+                params=sum(t.numel() for t in own),
                 macs=int(macs),
             )
         )
@@ -153,7 +216,7 @@ def count_costs(
     handles = [
         m.register_forward_hook(hook)
         for m in model.modules()
-        if not list(m.children()) or type(m) in _MAC_RULES
+        if not list(m.children()) or type(m) in _MAC_RULES or type(m) in _TABLE_RULES
     ]
     was_training = model.training
     try:
@@ -165,7 +228,7 @@ def count_costs(
         for handle in handles:
             handle.remove()
         model.train(was_training)
-    params = sum(p.numel() for p in model.parameters() if id(p) not in excluded)
+    params = _total_params(model, excluded)
     return ModelCost(
         layers=tuple(rows),
         params=params,

@@ -12,6 +12,7 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -44,6 +45,61 @@ def accuracy_of(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(logits.argmax(axis=1) == labels))
 
 
+# Relative L2 distance of the logits above which a file and a reference are not the same model.
+# Measured on digits: the same LeNet-5 in fp32 0.0, in slimkit int8 (static, dynamic, weight-only)
+# 0.003-0.010; two LeNet-5s of different seeds 0.63, a LeNet-5 and an MLP 0.57.
+MAX_REFERENCE_DISTANCE = 0.3
+
+
+def check_same_model(
+    runner: Runner, reference: nn.Module, x: np.ndarray, logits: np.ndarray
+) -> None:
+    """Raise ConfigError unless ``reference`` is the model ``runner``'s file was made from.
+
+    Checked in order: the spec the file records (if any) against the reference's; the input
+    shape and the number of outputs; then the logits on ``x``, which may differ as much as int8
+    rounding makes them (:data:`MAX_REFERENCE_DISTANCE`), not as two different models do.
+    """
+    spec = getattr(reference, "slimkit_spec", None)
+    file = runner.path.name
+    mismatch = "are not the same model; give the reference the file was exported from"
+    recorded = runner.model_spec
+    if recorded is not None and spec is not None and recorded != spec.to_dict():
+        raise ConfigError(
+            f"{file} was exported from {_spec_line(recorded)} but the reference is "
+            f"{_spec_line(spec.to_dict())}: they {mismatch}"
+        )
+    takes = tuple(runner.input_shape or x.shape[1:])  # the file ran on x
+    if spec is not None and tuple(spec.input_shape) != takes:
+        raise ConfigError(
+            f"{file} takes inputs of shape {takes} but the reference takes "
+            f"{tuple(spec.input_shape)}: they {mismatch}"
+        )
+    sample = np.ascontiguousarray(x[: min(len(x), 256)])
+    with torch.no_grad():
+        reference_logits = reference.eval()(torch.from_numpy(sample)).numpy()
+    got = logits[: len(sample)]
+    if reference_logits.shape != got.shape:
+        raise ConfigError(
+            f"{file} gives outputs of shape {got.shape[1:]} but the reference gives "
+            f"{reference_logits.shape[1:]}: they {mismatch}"
+        )
+    scale = max(float(np.linalg.norm(reference_logits)), 1e-12)
+    distance = float(np.linalg.norm(reference_logits - got)) / scale
+    if distance > MAX_REFERENCE_DISTANCE:
+        raise ConfigError(
+            f"{file} and the reference compute different outputs (relative distance "
+            f"{distance:.2f} on {len(sample)} test samples; int8 rounding gives about 0.01): "
+            f"they {mismatch}"
+        )
+
+
+def _spec_line(spec: dict[str, Any]) -> str:
+    """``mlp(hidden=[32]) on (1, 8, 8) → 10`` for messages."""
+    kwargs = ", ".join(f"{k}={v!r}" for k, v in spec.get("kwargs", {}).items())
+    return f"{spec['name']}({kwargs}) on {tuple(spec['input_shape'])} -> {spec['num_classes']}"
+
+
 def measure(
     model_or_path: nn.Module | str | os.PathLike[str],
     data: Dataset,
@@ -55,6 +111,7 @@ def measure(
     latency: LatencyConfig | None = None,
     name: str | None = None,
     progress: ProgressFn | None = None,
+    check_reference: bool = True,
 ) -> MeasureRecord:
     """Measure a model file (or a live model, for ``runtime="pytorch"``) on ``data``'s test split.
 
@@ -68,6 +125,9 @@ def measure(
         latency: warm-up, repeats and budget of the latency harness.
         name: a label for the record (defaults to the file name or model spec name).
         progress: called with a short message before each step (the CLI shows it).
+        check_reference: refuse a ``reference`` that is not the model the file was made from
+            (:func:`check_same_model`); ``False`` where the caller made the file from it and
+            wants its parity reported however far off (the search, ``optimize``).
 
     Returns:
         One record with accuracy, latency per setting, bytes on disk, parameters, MACs, parity
@@ -115,6 +175,8 @@ def measure(
         spec_model = runner.model
     if reference is not None:
         say(f"{runtime}: parity against the PyTorch model")
+        if check_reference:
+            check_same_model(runner, reference, x_test, logits)
         reference_runner = PyTorchRunner.from_model(reference, threads=torch.get_num_threads())
         parity = compare_logits(predict_batches(reference_runner.run, x_test), logits)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,9 @@ from torch import nn
 from slimkit.errors import ModelError
 
 ModelBuilder = Callable[..., nn.Module]
+# What a builder raises for argument values it cannot build: its own checks (ValueError,
+# TypeError) and torch's (RuntimeError for a negative size, OverflowError for a huge one, ...).
+BUILD_ERRORS = (TypeError, ValueError, RuntimeError, ArithmeticError, IndexError, KeyError)
 
 
 @dataclass(frozen=True)
@@ -58,26 +62,118 @@ class ModelSpec:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ModelSpec:
-        """Inverse of :meth:`to_dict`; a missing or unknown key raises :class:`ModelError`."""
+        """Inverse of :meth:`to_dict`, validated: it reads specs from files (checkpoints, ONNX
+        metadata) that may be corrupt or hostile, so every type, range and size is checked.
+
+        Raises:
+            ModelError: a key is missing or unknown, or a value has the wrong type or lies
+                outside the limits (:data:`SPEC_LIMITS`).
+
+        Example:
+            >>> ModelSpec.from_dict({"name": "mlp", "input_shape": [1, 8, 8], "num_classes": 10})
+            ModelSpec(name='mlp', input_shape=(1, 8, 8), num_classes=10, kwargs={})
+        """
+        if not isinstance(data, Mapping):
+            raise ModelError(f"model spec must be a mapping; got {type(data).__name__}")
         expected = {"name", "input_shape", "num_classes", "kwargs"}
-        unknown = set(data) - expected
-        missing = {"name", "input_shape", "num_classes"} - set(data)
+        unknown = sorted(str(key) for key in data if key not in expected)
+        missing = sorted({"name", "input_shape", "num_classes"} - set(data))
         if unknown or missing:
             raise ModelError(
-                f"model spec has unknown keys {sorted(unknown)} or lacks keys {sorted(missing)}; "
+                f"model spec has unknown keys {unknown} or lacks keys {missing}; "
                 f"expected {sorted(expected)}"
             )
-        shape = tuple(int(v) for v in data["input_shape"])
-        if len(shape) != 3:
+        name = data["name"]
+        if not isinstance(name, str) or not 0 < len(name) <= SPEC_LIMITS["string"]:
+            raise ModelError(f"model spec name must be a model name; got {_short(name)}")
+        shape = data["input_shape"]
+        if not isinstance(shape, (list, tuple)) or len(shape) != 3:
+            raise ModelError(f"model spec input_shape must be (C, H, W); got {_short(shape)}")
+        c, h, w = (_spec_int("input_shape", v, 1, SPEC_LIMITS["input_dim"]) for v in shape)
+        if c * h * w > SPEC_LIMITS["input_values"]:
             raise ModelError(
-                f"model spec input_shape must be (C, H, W); got {data['input_shape']!r}"
+                f"model spec input_shape {[c, h, w]} has {c * h * w} values per sample; "
+                f"the limit is {SPEC_LIMITS['input_values']}"
             )
-        return cls(
-            name=str(data["name"]),
-            input_shape=(shape[0], shape[1], shape[2]),
-            num_classes=int(data["num_classes"]),
-            kwargs=dict(data.get("kwargs") or {}),
+        num_classes = _spec_int("num_classes", data["num_classes"], 2, SPEC_LIMITS["classes"])
+        kwargs = data.get("kwargs")
+        kwargs = {} if kwargs is None else kwargs
+        if not isinstance(kwargs, Mapping) or not all(isinstance(k, str) for k in kwargs):
+            raise ModelError(
+                f"model spec kwargs must be a mapping of argument names; got {_short(kwargs)}"
+            )
+        reserved = sorted(RESERVED_ARGUMENTS & set(kwargs))
+        if reserved:
+            raise ModelError(
+                f"model spec kwargs may not set {', '.join(reserved)}; those are the spec's own "
+                "fields"
+            )
+        _check_spec_value("kwargs", kwargs, depth=0, budget=[SPEC_LIMITS["items"]])
+        return cls(name=name, input_shape=(c, h, w), num_classes=num_classes, kwargs=dict(kwargs))
+
+
+# Limits on a spec read from a file: far above any real model, low enough that building the
+# model's skeleton (on the meta device, see slimkit.train.checkpoint) stays cheap.
+SPEC_LIMITS: dict[str, int] = {
+    "input_dim": 1 << 16,  # C, H and W each
+    "input_values": 1 << 28,  # C * H * W
+    "classes": 1 << 24,
+    "int": 1 << 31,  # any integer in kwargs, in absolute value
+    "items": 4096,  # values in kwargs, counted through lists and mappings
+    "depth": 8,  # nesting of lists and mappings in kwargs
+    "string": 1024,  # characters of a string
+}
+
+
+# the fields of a spec, which a builder gets as its own arguments, never from kwargs
+RESERVED_ARGUMENTS = frozenset({"name", "input_shape", "num_classes"})
+
+
+def _short(value: object, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters (a spec may hold a huge value)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
+def _spec_int(field_name: str, value: object, low: int, high: int) -> int:
+    """``value`` if it is an int in [low, high] (not a bool or a float), else ModelError."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ModelError(
+            f"model spec {field_name} must hold integers in [{low}, {high}]; got {_short(value)}"
         )
+    return value
+
+
+def _check_spec_value(where: str, value: object, *, depth: int, budget: list[int]) -> None:
+    """Raise ModelError unless ``value`` is JSON-like within :data:`SPEC_LIMITS`.
+
+    ``budget`` is a one-item list: the values left to visit, shared by the whole walk.
+    """
+    budget[0] -= 1
+    if budget[0] < 0 or depth > SPEC_LIMITS["depth"]:
+        raise ModelError(
+            f"model spec {where} is too large or too deeply nested (limits: "
+            f"{SPEC_LIMITS['items']} values, depth {SPEC_LIMITS['depth']}); is the file corrupt?"
+        )
+    if value is None or isinstance(value, bool):
+        return
+    if isinstance(value, int):
+        _spec_int(where, value, -SPEC_LIMITS["int"], SPEC_LIMITS["int"])
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise ModelError(f"model spec {where} must be a finite number; got {value!r}")
+    elif isinstance(value, str):
+        if len(value) > SPEC_LIMITS["string"]:
+            raise ModelError(f"model spec {where} is a string of {len(value)} characters")
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _check_spec_value(where, item, depth=depth + 1, budget=budget)
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            name = f"{where}.{key}" if str(key).isidentifier() else f"{where}[{key!r}]"
+            _check_spec_value(name, item, depth=depth + 1, budget=budget)
+    else:
+        raise ModelError(f"model spec {where} holds a {type(value).__name__}; expected JSON data")
 
 
 _REGISTRY: dict[str, ModelInfo] = {}
@@ -139,13 +235,17 @@ def create_model(
     unknown = [k for k in kwargs if k not in allowed]
     if unknown and not accepts_any:
         raise ModelError(
-            f"model {name!r} takes no argument(s) {', '.join(unknown)}; "
+            f"model {name!r} takes no argument(s) {', '.join(_short(k) for k in unknown)}; "
             f"its arguments are: {', '.join(allowed) or '(none)'}"
         )
     try:
         model = info.builder(input_shape=shape, num_classes=num_classes, **kwargs)
-    except (TypeError, ValueError) as error:
-        raise ModelError(f"cannot build model {name!r} with {kwargs!r}: {error}") from error
+    except ModelError:
+        raise
+    except BUILD_ERRORS as error:  # a bad argument value, found by the builder or by torch
+        text = str(error).strip()
+        first = text.splitlines()[0][:200] if text else type(error).__name__
+        raise ModelError(f"cannot build model {name!r} with {_short(kwargs)}: {first}") from error
     model.slimkit_spec = ModelSpec(  # type: ignore[assignment]
         name=name,
         input_shape=(shape[0], shape[1], shape[2]),
@@ -157,6 +257,11 @@ def create_model(
 
 def build_model(spec: ModelSpec) -> nn.Module:
     """Rebuild a model from its spec (fresh weights)."""
+    reserved = sorted(RESERVED_ARGUMENTS & set(spec.kwargs))
+    if reserved:
+        raise ModelError(
+            f"model spec kwargs may not set {', '.join(reserved)}; those are the spec's own fields"
+        )
     return create_model(
         spec.name, input_shape=spec.input_shape, num_classes=spec.num_classes, **dict(spec.kwargs)
     )

@@ -18,7 +18,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -78,6 +78,11 @@ class Runner(abc.ABC):
     @property
     def input_shape(self) -> tuple[int, ...] | None:
         """One sample's shape if the file says it, else None."""
+        return None
+
+    @property
+    def model_spec(self) -> dict[str, Any] | None:
+        """The slimkit model spec the file records (``ModelSpec.to_dict()``), or None."""
         return None
 
     @property

@@ -32,6 +32,7 @@ from slimkit.runtime.base import (
     run_in_fixed_batches,
 )
 from slimkit.runtime.delegation import DelegationReport, count_names
+from slimkit.runtime.pte_check import check_program
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +77,7 @@ class ExecuTorchRunner(Runner):
     def _load(self) -> None:
         import_executorch_runtime()  # the install hint first, if it is missing
         check_identifier(self.path, self.name, PTE_IDENTIFIER, "pte", "a .pte program")
+        check_program(self.path)
         self._set_threads()
         try:
             self._load_method()

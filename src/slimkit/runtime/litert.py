@@ -28,6 +28,7 @@ from slimkit.runtime.base import (
     run_in_fixed_batches,
 )
 from slimkit.runtime.delegation import DelegationReport, count_names
+from slimkit.runtime.tflite_graph import prepare_with_litert
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +73,7 @@ class LiteRTRunner(Runner):
     def _load(self) -> None:
         interpreter = import_litert_interpreter()
         check_identifier(self.path, self.name, TFLITE_IDENTIFIER, "tflite", "a .tflite file")
+        prepare_with_litert(self.path, self.name)  # XNNPACK skips checks that crash it after
         try:
             self.interpreter = interpreter.Interpreter(
                 model_path=str(self.path), num_threads=self.threads
@@ -82,6 +84,18 @@ class LiteRTRunner(Runner):
                 f"litert: cannot load {self.path} as a LiteRT model ({first_line(error)}); "
                 "is the file complete and really .tflite?"
             ) from error
+        try:
+            self._read_signature()
+        except (UnicodeDecodeError, IndexError, KeyError, ValueError) as error:
+            raise RuntimeLoadError(
+                f"litert: {self.path} has a corrupt input or output ({type(error).__name__}: "
+                f"{first_line(error)}); is the file complete and really .tflite?"
+            ) from None
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("litert: loaded %s (%s)", self.path, self.delegation_summary())
+
+    def _read_signature(self) -> None:
+        """The input and output details: shapes, batch size, quantization."""
         inputs = self.interpreter.get_input_details()
         outputs = self.interpreter.get_output_details()
         if len(inputs) != 1 or len(outputs) != 1:
@@ -96,8 +110,6 @@ class LiteRTRunner(Runner):
         self._batch_size = None if signature[0] == -1 else shape[0]
         self._quantized_input = self._input["dtype"] != np.float32
         self._quantized_output = self._output["dtype"] != np.float32
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("litert: loaded %s (%s)", self.path, self.delegation_summary())
 
     @property
     def input_shape(self) -> tuple[int, ...] | None:

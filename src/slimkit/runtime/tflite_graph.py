@@ -189,6 +189,7 @@ def read_tflite_graph(path: str | os.PathLike[str]) -> TFLiteGraph:
         )
         inputs = tuple(int(i) for i in subgraph.inputs)
         outputs = tuple(int(i) for i in subgraph.outputs)
+        _check_indices(len(tensors), inputs, outputs, operators)
     except MissingDependencyError:
         raise
     except Exception as error:  # flatbuffers raises struct.error, IndexError, TypeError, ...
@@ -206,6 +207,22 @@ def read_tflite_graph(path: str | os.PathLike[str]) -> TFLiteGraph:
         outputs=outputs,
         subgraphs=len(model.subgraphs),
     )
+
+
+def _check_indices(
+    count: int,
+    inputs: tuple[int, ...],
+    outputs: tuple[int, ...],
+    operators: tuple[OperatorInfo, ...],
+) -> None:
+    """Raise IndexError unless every tensor index the graph names lies in ``range(count)``
+    (TFLite Micro trusts them: an index out of range crashed it, found by fuzzing)."""
+    named = [("inputs", inputs), ("outputs", outputs)]
+    named += [(f"operator #{op.index}", op.inputs + op.outputs) for op in operators]
+    for where, indices in named:
+        bad = [i for i in indices if not 0 <= i < count]
+        if bad:
+            raise IndexError(f"{where} name tensor {bad[0]} of {count}")
 
 
 def _tensor(index: int, tensor: Any, model: Any, type_names: dict[int, str]) -> TensorInfo:
@@ -259,3 +276,38 @@ def _operator(
         outputs=outputs,
         layer=layer or f"operator #{index}",
     )
+
+
+def prepare_with_litert(path: Path, runtime: str) -> dict[int, tuple[int, ...]] | None:
+    """Build and prepare ``path`` in LiteRT with its builtin kernels only (no delegate); return
+    the shape of every tensor as the operators compute it, or None without LiteRT installed.
+
+    LiteRT verifies the flatbuffer and each operator's prepare checks its tensors. XNNPACK, the
+    default delegate, skips some of those checks and TFLite Micro has none: fuzzing found files
+    that crashed both (a reshape into a fixed-size tensor, tensor indices out of range, buffers
+    shorter than their tensors), all refused here first.
+
+    Raises:
+        RuntimeLoadError: LiteRT refuses the file (one line, naming ``runtime``).
+    """
+    try:
+        from ai_edge_litert import interpreter
+    except ImportError:
+        return None
+    try:
+        checker = interpreter.Interpreter(
+            model_path=str(path),
+            num_threads=1,
+            experimental_op_resolver_type=interpreter.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+        )
+        checker.allocate_tensors()
+        return {
+            int(d["index"]): tuple(int(v) for v in d["shape"]) for d in checker.get_tensor_details()
+        }
+    except Exception as error:  # ValueError/RuntimeError (and UnicodeDecodeError of names)
+        text = str(error).strip().splitlines()
+        raise RuntimeLoadError(
+            f"{runtime}: {path} is not a valid .tflite model "
+            f"({text[0][:200] if text else type(error).__name__}); is the file complete and "
+            "really .tflite?"
+        ) from error

@@ -23,13 +23,19 @@ Example:
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from slimkit.errors import ConfigError, ExportError, MissingDependencyError, RuntimeLoadError
 from slimkit.runtime.base import Runner, first_line, register_runtime
-from slimkit.runtime.tflite_graph import INSTALL_HINT, TFLiteGraph, read_tflite_graph
+from slimkit.runtime.tflite_graph import (
+    INSTALL_HINT,
+    TFLiteGraph,
+    prepare_with_litert,
+    read_tflite_graph,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -167,6 +173,7 @@ class TFLiteMicroRunner(Runner):
                 f"tflite-micro: cannot load {self.path.name}: layer {missing[0][1]} uses operator "
                 f"{missing[0][0]}, which TFLite Micro does not support"
             )
+        verify_model(self.path, graph)
         self.graph = graph
         self.arena_bytes = host_arena_bytes(graph)
         try:
@@ -181,16 +188,16 @@ class TFLiteMicroRunner(Runner):
                 "complete and really .tflite?"
             ) from error
         shape = tuple(int(d) for d in details_in["shape"])
-        if shape[0] != 1:
+        if not shape or shape[0] != 1:
             raise RuntimeLoadError(
-                f"tflite-micro: {self.path.name} has batch size {shape[0]}; TFLite Micro runs one "
+                f"tflite-micro: {self.path.name} has input shape {shape}; TFLite Micro runs one "
                 "sample at a time: export it with batch_size=1"
             )
         self._input_shape = shape[1:]
         self._input_dtype = np.dtype(details_in["dtype"])
         self._output_dtype = np.dtype(details_out["dtype"])
-        self._input_q = _scale_zero(details_in)
-        self._output_q = _scale_zero(details_out)
+        self._input_q = _scale_zero(details_in, self.path, "input")
+        self._output_q = _scale_zero(details_out, self.path, "output")
 
     @property
     def input_shape(self) -> tuple[int, ...] | None:
@@ -227,9 +234,39 @@ class TFLiteMicroRunner(Runner):
         return str(import_tflite_micro().__version__)
 
 
-def _scale_zero(details: dict[str, Any]) -> tuple[float, int] | None:
+def _scale_zero(details: dict[str, Any], path: Path, what: str) -> tuple[float, int] | None:
     """The (scale, zero point) of an integer input/output tensor; None for a float one."""
     if np.issubdtype(np.dtype(details["dtype"]), np.floating):
         return None
     params = details["quantization_parameters"]
+    if len(params["scales"]) < 1 or len(params["zero_points"]) < 1:
+        raise RuntimeLoadError(
+            f"tflite-micro: {path.name} has an integer {what} without a scale and zero point; "
+            "export it again (int8 files carry their quantization parameters)"
+        )
     return float(params["scales"][0]), int(params["zero_points"][0])
+
+
+def verify_model(path: Path, graph: TFLiteGraph) -> None:
+    """Refuse, in one line, a file that LiteRT's interpreter does not accept, or whose stored
+    tensor shapes are not the ones its operators compute.
+
+    TFLite Micro trusts its model (a microcontroller has no room for a flatbuffer verifier), so
+    a corrupt file can crash it, on load or on invoke (found by fuzzing: tensor indices out of
+    range, buffers shorter than their tensors, an activation stored with 65,028 channels where
+    its operator makes 4: SIGFPE). LiteRT verifies the flatbuffer and prepares every operator,
+    computing each activation's shape; a file it refuses, or whose stored shapes disagree with
+    those, never reaches TFLite Micro. Without LiteRT installed (it comes with TFLite Micro in
+    ``slimkit[litert]``) the file is not verified.
+    """
+    computed = prepare_with_litert(path, "tflite-micro")
+    if computed is None:  # pragma: no cover - the litert extra installs both
+        logger.debug("tflite-micro: ai-edge-litert missing, %s is not verified", path)
+        return
+    for tensor in graph.tensors:
+        shape = computed.get(tensor.index)
+        if shape is not None and shape != tensor.shape:
+            raise RuntimeLoadError(
+                f"tflite-micro: {path} stores tensor {tensor.index} ({tensor.name[:60]!r}) with "
+                f"shape {tensor.shape}, but its operator computes {shape}; is the file corrupt?"
+            )

@@ -8,6 +8,8 @@ sizes nudged, ranges moved between files, truncations) and random bytes.
 The check does what ``measure`` does with a file: tell its runtime by suffix, read the reference
 and data recorded in it, load it through :func:`slimkit.runtime.load_runtime`, and run one batch
 of zeros. A native runtime that crashes on a file shows up as a crash of the harness's child.
+ExecuTorch's runner tries every new file in a probe process first (``slimkit.runtime.pte_probe``):
+a file that crashes the probe must come back as a clean error here.
 """
 
 from __future__ import annotations
@@ -72,8 +74,15 @@ def generate_model_file(rng: Any, seeds: Sequence[Input]) -> Input:
 
 def pte_regressions(seeds: Sequence[Input]) -> list[Input]:
     """A constant's named key in the XNNPACK payload made invalid UTF-8 (the bindings raised
-    inside C++ while logging it, and the process aborted)."""
-    found = []
+    inside C++ while logging it, and the process aborted); and soak inputs that crashed the
+    process before the probe (a depthwise convolution's kernel width 5 → 262149: SIGBUS at load;
+    a delegate call without its arguments, a fully connected node without its values: SIGSEGV or
+    ``malloc(): invalid size`` during execute)."""
+    found = soak_inputs(
+        "pte",
+        generate_model_file,
+        [(0, 3506), (1, 180), (1, 2287), (1, 3346), (1, 6469), (1, 7496)],
+    )(seeds)
     for seed in seeds:
         data = bytearray(seed)
         key = re.compile(rb"[0-9a-f]{64}").search(bytes(data), max(data.find(b"XH00"), 0))
@@ -120,8 +129,10 @@ def _check(suffix: str, runtime: str | None) -> Any:
 
         from slimkit.cli.measure import reference_checkpoint, runtime_for
         from slimkit.cli.options import data_config_of
-        from slimkit.runtime import load_runtime
+        from slimkit.runtime import load_runtime, pte_probe
 
+        # the probe's own hang guard answers within the harness's (30 s by default)
+        pte_probe.TIMEOUT_S = 20.0
         path = tmp / f"model{suffix}"
         path.write_bytes(data)
         with expect_clean() as verdict:

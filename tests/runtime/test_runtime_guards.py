@@ -8,6 +8,7 @@ whole process) shows as the child's exit status instead of ending the test run.
 from __future__ import annotations
 
 import re
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -115,6 +116,62 @@ def test_executorch_refuses_a_named_key_that_is_not_utf8(tmp_path: Path) -> None
     assert code == 0, f"the child died with status {code}"
     assert line.startswith("RuntimeLoadError: executorch:") and "UnicodeDecodeError" in line
     assert _load_in_child("executorch", good.path) == (0, "ran")
+
+
+def _widen_a_kernel(data: bytes) -> bytes:
+    """``data`` with its first convolution's kernel width 5 → 262149 (its weight unchanged), set
+    in place in the XNNPACK payload's XNNGraph (schema ``backends/xnnpack/serialization``)."""
+    from flatbuffers import number_types as types
+    from flatbuffers import table
+
+    changed = bytearray(data)
+    header = changed.find(b"XH00") - 4  # the XNNHeader: magic at 4, flatbuffer offset at 10
+    (offset,) = struct.unpack("<I", changed[header + 10 : header + 14])
+    (root,) = struct.unpack("<I", changed[header + offset : header + offset + 4])
+    graph = table.Table(changed, header + offset + root)
+    nodes = graph.Offset(4 + 2 * 1)  # XNNGraph field 1: xnodes
+    for i in range(graph.VectorLen(nodes)):
+        node = table.Table(changed, graph.Indirect(graph.Vector(nodes) + 4 * i))
+        kind = node.Get(types.Uint8Flags, node.Pos + node.Offset(4))  # XNode: union type, union
+        if kind in (7, 13):  # XNNConv2d, XNNDepthwiseConv2d: both an _XNNNodeConv
+            conv = table.Table(changed, node.Indirect(node.Pos + node.Offset(6)))
+            width = conv.Pos + conv.Offset(4 + 2 * 5)  # field 5: kernel_width
+            assert conv.Get(types.Uint32Flags, width) == 5
+            struct.pack_into("<I", changed, width, 262149)
+            return bytes(changed)
+    raise AssertionError("the program has no convolution")
+
+
+def _drop_delegate_arguments(data: bytes) -> bytes:
+    """``data`` with its XNNPACK delegate called with no arguments (rewritten by ExecuTorch's own
+    serializer)."""
+    from executorch.exir._serialize._program import deserialize_pte_binary, serialize_pte_binary
+
+    pte = deserialize_pte_binary(data)
+    for chain in pte.program.execution_plan[0].chains:
+        for instruction in chain.instructions:
+            if type(instruction.instr_args).__name__ == "DelegateCall":
+                instruction.instr_args.args = []
+    return bytes(serialize_pte_binary(pte))
+
+
+@pytest.mark.parametrize("change", ["kernel width", "delegate arguments"])
+def test_executorch_refuses_a_file_that_crashes_it(change: str, tmp_path: Path) -> None:
+    """Corrupt files that pass every check slimkit can make in Python and crash the process
+    that runs them (found by the fuzz soak): a convolution whose kernel width no longer matches
+    its weight (SIGBUS at load), a delegate call without its arguments (SIGSEGV in execute).
+    The runner tries them in a probe process first: one line naming the file and the signal."""
+    _skip_without("executorch")
+    model = _model("lenet5", channels=[4, 8], hidden=[16, 12])
+    good = export(model, tmp_path / "m.pte", format="pte").path
+    corrupt = _widen_a_kernel if change == "kernel width" else _drop_delegate_arguments
+    bad = tmp_path / "bad.pte"
+    bad.write_bytes(corrupt(good.read_bytes()))
+    code, line = _load_in_child("executorch", bad)
+    assert code == 0, f"the child died with status {code}"
+    assert line.startswith(f"RuntimeLoadError: executorch: {bad} crashed ExecuTorch (SIG"), line
+    assert "corrupt or made for another ExecuTorch version" in line
+    assert _load_in_child("executorch", good) == (0, "ran")
 
 
 @pytest.mark.parametrize(

@@ -35,6 +35,7 @@ from slimkit.export.pt2e import quantizer_label
 from slimkit.export.registry import register_exporter
 from slimkit.io import write_atomic
 from slimkit.runtime.delegation import DelegationReport, count_names
+from slimkit.runtime.pte_probe import file_digest, mark_verified
 
 
 def _import_exir() -> tuple[Any, Any]:
@@ -134,6 +135,7 @@ def export_executorch(
     delegation = edge_delegation(edge)
     executorch_program = convert_or_raise("ExecuTorch", model, edge.to_executorch)
     write_atomic(path, lambda tmp: _write_bytes(tmp, executorch_program.buffer))
+    mark_verified([file_digest(path)])  # ExecuTorch wrote it here: runners need not probe it
     return finish_export(
         model,
         path,

@@ -305,13 +305,20 @@ def _isolated_child(
     rounds: int,
     live_model: bool,
     cpus: tuple[int, ...] | None = None,
+    verified: frozenset[str] = frozenset(),
 ) -> None:
-    """The child process: load, time every batch ``rounds`` times, report, exit."""
+    """The child process: load, time every batch ``rounds`` times, report, exit.
+
+    ``verified``: digests of the ``.pte`` files the parent verified (none is probed again).
+    """
     try:
         if cpus is not None:  # before any runtime starts its threads: they inherit the mask
             os.sched_setaffinity(0, cpus)
         from slimkit.runtime import load_runtime
+        from slimkit.runtime.pte_probe import mark_verified
         from slimkit.runtime.pytorch import PyTorchRunner
+
+        mark_verified(verified)
 
         baseline = current_rss_bytes()
         started = time.perf_counter()
@@ -331,6 +338,23 @@ def _isolated_child(
         connection.send(("error", (type(error).__name__, str(error))))
     finally:
         connection.close()
+
+
+def _verify_file_here(runtime: str, path: Path) -> frozenset[str]:
+    """Verify a ``.pte`` file in this process before a child loads it; the digests to pass on.
+
+    ExecuTorch files are tried once per process in a probe process before they are loaded
+    (:mod:`slimkit.runtime.pte_probe`). Done here, the probe's process is started once for all
+    the children of this process, a corrupt file is refused before any child starts, and the
+    probe is not counted in a child's load time or memory.
+    """
+    if runtime == "executorch" and path.is_file():
+        from slimkit.runtime.executorch import ExecuTorchRunner
+
+        ExecuTorchRunner.check_file(path)
+    from slimkit.runtime.pte_probe import verified_digests
+
+    return verified_digests()
 
 
 def measure_isolated(
@@ -376,6 +400,7 @@ def measure_isolated(
     if model is not None and runtime != "pytorch":
         raise ConfigError(f"a live model is timed with the pytorch runtime, not {runtime!r}")
     pinned = _check_cpus(cpus)
+    verified = _verify_file_here(runtime, Path(path)) if model is None else frozenset()
     context = multiprocessing.get_context("spawn")
     receiver, sender = context.Pipe(duplex=model is not None)
     arrays = [np.ascontiguousarray(x, dtype=np.float32) for x in batches]
@@ -391,6 +416,7 @@ def measure_isolated(
             rounds,
             model is not None,
             pinned,
+            verified,
         ),
         daemon=True,
     )

@@ -8,6 +8,11 @@ several thread counts measure each in its own process (``slimkit.measure.measure
 
 ``.pte`` files from :func:`slimkit.export.executorch.export_executorch` have a fixed batch size
 (memory is planned for it); other batch sizes run in several calls.
+
+A file is checked before this process loads it: its flatbuffers from Python
+(:mod:`slimkit.runtime.pte_check`), then, once per process and file content, a load and one run
+on zeros in a probe process (:mod:`slimkit.runtime.pte_probe`): XNNPACK trusts a program's
+operator parameters and memory plan, and a corrupt one can crash the process that runs it.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from slimkit.runtime.base import (
 )
 from slimkit.runtime.delegation import DelegationReport, count_names
 from slimkit.runtime.pte_check import check_program
+from slimkit.runtime.pte_probe import file_digest, is_verified, start_probe, verify_pte
 
 logger = logging.getLogger(__name__)
 
@@ -75,9 +81,7 @@ class ExecuTorchRunner(Runner):
     install_hint = INSTALL_HINT
 
     def _load(self) -> None:
-        import_executorch_runtime()  # the install hint first, if it is missing
-        check_identifier(self.path, self.name, PTE_IDENTIFIER, "pte", "a .pte program")
-        check_program(self.path)
+        self.check_file(self.path)
         self._set_threads()
         try:
             self._load_method()
@@ -96,6 +100,30 @@ class ExecuTorchRunner(Runner):
             )
         sizes = tuple(int(d) for d in meta.input_tensor_meta(0).sizes())
         self._batch_size, self._input_shape = sizes[0], sizes[1:]
+
+    @classmethod
+    def check_file(cls, path: Path) -> None:
+        """Refuse, in one line, a file that is not a program or that crashes ExecuTorch.
+
+        The checks :meth:`_load` makes before it loads ``path`` in this process: the identifier,
+        the program's flatbuffers (:func:`~slimkit.runtime.pte_check.check_program`), then a
+        load and one run on zeros in the probe process (once per process and file content,
+        :func:`~slimkit.runtime.pte_probe.verify_pte`).
+
+        Raises:
+            MissingDependencyError: ExecuTorch is not installed.
+            RuntimeLoadError: the file is not a readable program, or it crashed, aborted or
+                hung the probe.
+        """
+        if not cls.available():
+            import_executorch_runtime()  # the install hint first
+        check_identifier(path, cls.name, PTE_IDENTIFIER, "pte", "a .pte program")
+        digest = file_digest(path)
+        if not is_verified(digest):
+            start_probe()  # it imports ExecuTorch (about 5 s) while this process does the same
+        import_executorch_runtime()
+        check_program(path)
+        verify_pte(path, digest=digest)
 
     def _set_threads(self) -> None:
         """Size the process-wide pool to this runner's threads; reload the method if the pool

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,12 +19,14 @@ from optuna.trial import TrialState
 
 from slimkit.errors import ConfigError
 from slimkit.search.study import (
+    ATTR_ERROR,
     ATTR_HEARTBEAT,
     ATTR_RETRIED,
     ATTR_RETRY_OF,
     ATTR_WORKER,
     StorageError,
     WorkerLimits,
+    count_states,
     create_or_load_study,
     is_stale,
     open_storage,
@@ -141,3 +145,134 @@ def test_changed_settings_are_refused_and_trials_kept(tmp_path: Path) -> None:
 def test_unreachable_storage_is_one_line() -> None:
     with pytest.raises(StorageError, match=r"cannot open the study storage postgresql://\*\*\*@"):
         open_storage("postgresql://user:secret@127.0.0.1:1/nowhere", None)
+
+
+def test_no_piece_of_a_password_leaks_from_a_url_that_parses_wrong() -> None:
+    with pytest.raises(StorageError) as raised:  # the driver saw host 'ss'
+        open_storage("postgresql://user:p@ss/w#rd@127.0.0.1:1/nowhere", None)
+    message = str(raised.value)
+    assert "'ss'" not in message and "w#rd" not in message and "percent-encode" in message
+
+
+def test_ctrl_c_is_retried_and_not_counted_as_a_failure(
+    tmp_path: Path, exact_budget: Callable
+) -> None:
+    """Issue 18, item 2: three Ctrl-C's made the folder unresumable (3 failed > budget 2)."""
+    url, study = _journal_study(tmp_path)
+    for _ in range(3):
+        worker = _start_worker(url, "s", 2, 60.0)
+        _wait_for_running(study, worker.pid)
+        os.kill(worker.pid, signal.SIGINT)
+        assert worker.wait(timeout=60) == 130
+        stderr = worker.stderr.read().decode() if worker.stderr else ""
+        assert "Traceback" not in stderr, stderr
+    # each interrupted trial is failed and marked for a retry (or, when the Ctrl-C came while
+    # the trial was being created, left RUNNING for the next run's sweep): none counts
+    interrupted = study.get_trials(deepcopy=True, states=(TrialState.FAIL, TrialState.RUNNING))
+    assert len(interrupted) == 3 and count_states(study)["failed"] == 0
+    rerun = _start_worker(url, "s", 2, 0.05)
+    assert rerun.wait(timeout=120) == 0, rerun.stderr.read() if rerun.stderr else ""
+    exact_budget(study, 2)
+    failed = study.get_trials(deepcopy=True, states=(TrialState.FAIL,))
+    assert {t.number for t in failed} == {t.number for t in interrupted}
+    assert all(t.user_attrs[ATTR_RETRIED] for t in failed)
+    assert any(t.user_attrs.get(ATTR_ERROR) == "interrupted" for t in failed)
+
+
+def test_a_full_disk_stops_the_worker_and_the_trial_is_retried(
+    tmp_path: Path, exact_budget: Callable
+) -> None:
+    _, study = _journal_study(tmp_path)
+    calls = []
+
+    def full_disk(trial: optuna.Trial) -> list[float]:
+        calls.append(trial.suggest_float("x", 0, 1))
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return [calls[-1]]
+
+    with pytest.raises(OSError, match=r"cannot be written .*No space left on device.*retried"):
+        run_worker(study, full_disk, WorkerLimits(trials=3))
+    failed = study.get_trials(states=(TrialState.FAIL,))
+    assert len(failed) == 1 and failed[0].user_attrs[ATTR_RETRIED]
+    assert count_states(study)["failed"] == 0
+    run_worker(study, lambda t: [t.suggest_float("x", 0, 1)], WorkerLimits(trials=3))
+    exact_budget(study, 3)
+    retry = [t for t in study.get_trials() if t.user_attrs.get(ATTR_RETRY_OF) == failed[0].number]
+    assert len(retry) == 1 and retry[0].params == {"x": calls[1]}
+
+
+@pytest.mark.parametrize("library", ["wraps", "swallows"])
+def test_an_interrupt_a_library_mangles_is_still_an_interrupt(tmp_path: Path, library: str) -> None:
+    """torch's exporters wrap a KeyboardInterrupt in their own error; a C extension importing at
+    that moment can lose it and fail later on a half-imported module. Neither may count as the
+    candidate's failure (after three, a folder could never resume)."""
+    _, study = _journal_study(tmp_path)
+
+    def interrupted(trial: optuna.Trial) -> list[float]:
+        trial.suggest_float("x", 0, 1)
+        try:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C, delivered here
+            time.sleep(1)
+        except KeyboardInterrupt as interrupt:
+            if library == "wraps":
+                raise RuntimeError("export failed") from interrupt
+        raise AttributeError("partially initialized module 'numpy.random'")
+
+    with pytest.raises(KeyboardInterrupt):
+        run_worker(study, interrupted, WorkerLimits(trials=2))
+    first = study.get_trials()[0]
+    assert first.state == TrialState.FAIL and first.user_attrs[ATTR_RETRIED]
+    assert count_states(study)["failed"] == 0
+
+
+def test_a_failure_of_the_candidate_itself_is_kept(tmp_path: Path) -> None:
+    _, study = _journal_study(tmp_path)
+
+    def bad(trial: optuna.Trial) -> list[float]:
+        if trial.number == 0:
+            raise ValueError("this model cannot be quantized")
+        return [trial.suggest_float("x", 0, 1)]
+
+    run_worker(study, bad, WorkerLimits(trials=2), workdir=tmp_path)  # the folder is writable
+    first = study.get_trials()[0]
+    assert first.state == TrialState.FAIL and ATTR_RETRIED not in first.user_attrs
+    assert count_states(study)["failed"] == 1
+
+
+def test_heartbeats_are_not_judged_right_after_a_database_outage(tmp_path: Path) -> None:
+    _, study = _journal_study(tmp_path)
+    trial = study.ask()
+    storage = study._storage
+    storage.set_trial_user_attr(trial._trial_id, ATTR_WORKER, {"host": "elsewhere", "pid": 1})
+    storage.set_trial_user_attr(trial._trial_id, ATTR_HEARTBEAT, time.time() - 100)
+    storage.last_outage = time.time()  # what the reconnecting storage records
+    assert sweep_stale(study, grace_s=60) == []  # its heartbeats could not get through either
+    storage.last_outage = time.time() - 61
+    assert sweep_stale(study, grace_s=60) == [trial.number]
+
+
+def test_a_twin_running_below_is_waited_for_and_reused(tmp_path: Path) -> None:
+    from slimkit.search.study import find_twin
+
+    _, study = _journal_study(tmp_path)
+    storage = study._storage
+    here = {"host": socket.gethostname(), "pid": os.getpid()}
+    first, second = study.ask(), study.ask()
+    for trial in (first, second):
+        storage.set_trial_user_attr(trial._trial_id, ATTR_WORKER, here)
+
+    def key_of(t: optuna.trial.FrozenTrial) -> str | None:
+        return t.user_attrs.get("key")
+
+    storage.set_trial_user_attr(second._trial_id, "key", "a")
+    finisher = threading.Timer(0.5, lambda: study.tell(first, [1.0]))
+    storage.set_trial_user_attr(first._trial_id, "key", "a")
+    finisher.start()
+    # the lower trial evaluates; the higher one waits for it, then reuses its result
+    assert find_twin(study, first.number, "a", key_of, grace_s=60, poll_s=0.05) is None
+    twin = find_twin(study, second.number, "a", key_of, grace_s=60, poll_s=0.05)
+    assert twin is not None and twin.number == first.number and twin.values == [1.0]
+    third = study.ask()
+    storage.set_trial_user_attr(third._trial_id, "key", "b")
+    assert find_twin(study, third.number, "b", key_of, grace_s=60, poll_s=0.05) is None

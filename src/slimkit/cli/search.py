@@ -3,6 +3,10 @@
 ``search run`` starts or resumes a search (``--workers N`` local processes); ``worker`` joins a
 study from another machine (``--storage postgresql://...``); ``search show`` lists the trials and
 the Pareto front of a run folder or a study.
+
+Every setting (file, sampler, trials, workers, storage URL) is checked before data is loaded or a
+model trained. Ctrl-C prints one line and exits 130; the interrupted trials are retried when the
+same command runs again.
 """
 
 from __future__ import annotations
@@ -16,14 +20,22 @@ import optuna
 import typer
 from optuna.trial import TrialState
 
-from slimkit.cli.app import app, console
+from slimkit.cli.app import app, console, error_console
 from slimkit.cli.display import make_table, progress_bar
+from slimkit.errors import ConfigError
 from slimkit.report.table import format_bytes
 from slimkit.search import load_settings, run_search, search_front, work
 from slimkit.search.run import ATTR_CANDIDATE, ATTR_METRICS, ATTR_PLAN, SearchSettings
 from slimkit.search.space import TrialPlan
 from slimkit.search.spec import settings_from_file
-from slimkit.search.study import ATTR_ERROR, create_or_load_study, open_storage
+from slimkit.search.study import (
+    ATTR_ERROR,
+    ATTR_REUSE_OF,
+    DEFAULT_WAIT_S,
+    create_or_load_study,
+    open_storage,
+)
+from slimkit.search.validate import check_storage_url
 
 search_app = typer.Typer(
     help="Multi-objective search (Optuna): run, resume, show.", no_args_is_help=True
@@ -34,13 +46,38 @@ STORAGE_HELP = (
     "Study storage: a SQLAlchemy URL (postgresql://user@host/db); "
     "default: the run folder's journal file."
 )
+WAIT_HELP = "Seconds to wait out a database outage before stopping (exit 1)."
+INTERRUPTED = (
+    "interrupted: finished trials are kept; run the same command again to finish "
+    "(interrupted trials are retried)"
+)
+
+
+def _interrupted() -> typer.Exit:
+    error_console.print(f"[yellow]{INTERRUPTED}[/]", highlight=False, soft_wrap=True)
+    return typer.Exit(130)
+
+
+def _check_run_options(storage: str | None, workers: int, wait_s: float) -> None:
+    """Refuse bad command-line settings before anything is loaded."""
+    if storage is not None:
+        check_storage_url(storage, "--storage")
+    if workers < 1:
+        raise ConfigError(f"--workers must be >= 1; got {workers}")
+    if not wait_s >= 0:
+        raise ConfigError(f"--storage-wait must be a number of seconds >= 0; got {wait_s}")
 
 
 def _quiet_optuna() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-def run_with_progress(settings: SearchSettings, storage: str | None, workers: int) -> optuna.Study:
+def run_with_progress(
+    settings: SearchSettings,
+    storage: str | None,
+    workers: int,
+    wait_s: float = DEFAULT_WAIT_S,
+) -> optuna.Study:
     """Run a search with one bar of finished trials (ETA) and a status line per stage."""
     with progress_bar() as progress:
         task = progress.add_task("trials", total=settings.trials, info="")
@@ -55,7 +92,9 @@ def run_with_progress(settings: SearchSettings, storage: str | None, workers: in
         def say(message: str) -> None:
             progress.update(task, info=message)
 
-        study = run_search(settings, storage=storage, workers=workers, say=say, on_event=on_event)
+        study = run_search(
+            settings, storage=storage, workers=workers, say=say, on_event=on_event, wait_s=wait_s
+        )
         progress.update(task, completed=settings.trials)
     return study
 
@@ -70,14 +109,19 @@ def search_run(
     study: str = typer.Option(None, help="Study name (default: the file's, else 'search')."),
     sampler: str = typer.Option(None, help="nsga2, tpe or random (overrides the file)."),
     seed: int = typer.Option(None, help="Sampler seed (overrides the file)."),
+    storage_wait: float = typer.Option(DEFAULT_WAIT_S, help=WAIT_HELP),
 ) -> None:
     """Start a search, or resume it: finished trials are kept, killed ones retried."""
     _quiet_optuna()
+    _check_run_options(storage, workers, storage_wait)
     settings = settings_from_file(
         file, out_dir=str(out), trials=trials, study=study, sampler=sampler, seed=seed
     )
     started = time.perf_counter()
-    result = run_with_progress(settings, storage, workers)
+    try:
+        result = run_with_progress(settings, storage, workers, storage_wait)
+    except KeyboardInterrupt:
+        raise _interrupted() from None
     console.print(f"search finished in {time.perf_counter() - started:.0f} s")
     show_study(result)
     console.print(f"run folder: {out}  (study.journal, trials/, front/)")
@@ -118,19 +162,31 @@ def worker_command(
     study: str = typer.Option(..., help="Study name to join."),
     storage: str = typer.Option(..., help="Shared storage URL (e.g. postgresql://...)."),
     out: Path = typer.Option(None, help="Where this machine writes trial files."),
+    storage_wait: float = typer.Option(DEFAULT_WAIT_S, help=WAIT_HELP),
 ) -> None:
     """Join a search from another machine (or process): run trials until its budget is done."""
     _quiet_optuna()
-    backend = open_storage(storage, None)
+    _check_run_options(storage, 1, storage_wait)
+    backend = open_storage(storage, None, wait_s=storage_wait)
     settings = load_settings(
         create_or_load_study(study, backend, [], None), str(out) if out else None
     )
-    done = work(settings, storage)
+    try:
+        done = work(settings, storage, wait_s=storage_wait)
+    except KeyboardInterrupt:
+        raise _interrupted() from None
     console.print(f"worker finished: {done} trial(s) run here")
 
 
 def _cell(value: Any, fmt: str = "{:.4f}") -> str:
     return "—" if value is None else fmt.format(value)
+
+
+def _note(trial: optuna.trial.FrozenTrial) -> str:
+    attrs = trial.user_attrs
+    if ATTR_REUSE_OF in attrs:
+        return f"same plan as trial {attrs[ATTR_REUSE_OF]} (reused)"
+    return str(attrs.get(ATTR_ERROR) or attrs.get("slimkit.stopped") or "")[:60]
 
 
 def show_study(study: optuna.Study, *, all_trials: bool = False) -> None:
@@ -155,7 +211,7 @@ def show_study(study: optuna.Study, *, all_trials: bool = False) -> None:
                 _cell(metrics.get("test_accuracy")),
                 _cell(metrics.get("latency"), "{:.3f}"),
                 format_bytes(metrics["size"]) if metrics.get("size") else "—",
-                (t.user_attrs.get(ATTR_ERROR) or t.user_attrs.get("slimkit.stopped") or "")[:60],
+                _note(t),
             ]
         )
     counts = {s.name.lower(): sum(t.state == s for t in trials) for s in TrialState}

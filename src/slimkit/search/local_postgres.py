@@ -1,5 +1,6 @@
 """A throwaway PostgreSQL cluster on a loopback port: for trying multi-worker searches on one
-machine, for the tests and for the benchmark.
+machine, for the tests and for the benchmarks (``LocalPostgres`` stops and restarts it, for the
+fault tests).
 
 As root, ``initdb`` and ``pg_ctl`` must run as the ``postgres`` user (``runuser``), in a folder
 that user owns; as any other user they run directly. Debian keeps the binaries off ``PATH``
@@ -35,34 +36,78 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class LocalPostgres:
+    """A throwaway cluster that can be stopped and started again on the same port (fault tests).
+
+    Args:
+        folder: where the cluster lives (owned by ``postgres`` when running as root).
+        bindir: the folder with ``initdb`` and ``pg_ctl``.
+    """
+
+    def __init__(self, folder: str, bindir: str) -> None:
+        self.folder = folder
+        self.bindir = bindir
+        self.data = os.path.join(folder, "data")
+        self.port = _free_port()
+        self.prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+
+    @property
+    def url(self) -> str:
+        """The database URL (user ``postgres``, no password: the cluster trusts loopback)."""
+        return f"postgresql://postgres@127.0.0.1:{self.port}/slimkit"
+
+    def _run(self, *args: str, check: bool = True) -> None:
+        subprocess.run([*self.prefix, *args], check=check, capture_output=True, cwd=self.folder)
+
+    def create(self) -> None:
+        """initdb, start, and create database ``slimkit``."""
+        initdb = f"{self.bindir}/initdb"
+        self._run(initdb, "-D", self.data, "-A", "trust", "-U", "postgres", "--no-sync")
+        self.start()
+        self._run(
+            f"{self.bindir}/createdb",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-U",
+            "postgres",
+            "slimkit",
+        )
+
+    def start(self) -> None:
+        """Start the server (and wait until it accepts connections)."""
+        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+        log = f"{self.folder}/log"
+        self._run(f"{self.bindir}/pg_ctl", "-D", self.data, "-o", options, "-l", log, "-w", "start")
+
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server (``immediate``: like a crash; ``fast``: clients are disconnected)."""
+        self._run(f"{self.bindir}/pg_ctl", "-D", self.data, "-m", mode, "-w", "stop", check=False)
+
+
 @contextmanager
-def throwaway_postgres() -> Iterator[str]:
-    """Start a cluster, create database ``slimkit``, yield its URL; stop and delete it after."""
+def throwaway_server() -> Iterator[LocalPostgres]:
+    """A started :class:`LocalPostgres` with database ``slimkit``; stopped and deleted after."""
     bindir = postgres_bin()
     if bindir is None:
         raise MissingDependencyError(
             "PostgreSQL is not installed (Debian: apt-get install postgresql)"
         )
-    as_root = os.geteuid() == 0
-    prefix = ["runuser", "-u", "postgres", "--"] if as_root else []
     folder = tempfile.mkdtemp(prefix="slimkit-pg-")
-    if as_root:
+    if os.geteuid() == 0:
         shutil.chown(folder, "postgres", "postgres")
-    data, port = os.path.join(folder, "data"), _free_port()
-
-    def run(*args: str) -> None:
-        subprocess.run([*prefix, *args], check=True, capture_output=True, cwd=folder)
-
+    server = LocalPostgres(folder, bindir)
     try:
-        run(f"{bindir}/initdb", "-D", data, "-A", "trust", "-U", "postgres", "--no-sync")
-        options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
-        run(f"{bindir}/pg_ctl", "-D", data, "-o", options, "-l", f"{folder}/log", "-w", "start")
-        run(f"{bindir}/createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "slimkit")
-        yield f"postgresql://postgres@127.0.0.1:{port}/slimkit"
+        server.create()
+        yield server
     finally:
-        subprocess.run(
-            [*prefix, f"{bindir}/pg_ctl", "-D", data, "-m", "immediate", "-w", "stop"],
-            capture_output=True,
-            cwd=folder,
-        )
+        server.stop("immediate")
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextmanager
+def throwaway_postgres() -> Iterator[str]:
+    """Start a cluster, create database ``slimkit``, yield its URL; stop and delete it after."""
+    with throwaway_server() as server:
+        yield server.url

@@ -2,6 +2,28 @@
 
 :class:`SearchSettings` is everything a worker needs; it is stored in the study, so a worker on
 another machine needs only the storage URL and the study name (``slimkit worker``).
+
+Seeds. The sampler is seeded per *trial* (sampling.py): trial N draws with the seed
+``trial_seed(settings.seed, N)`` (NumPy's ``SeedSequence([seed, N])``), recorded on the trial as
+``slimkit.sampler_seed``. Trial numbers are unique in a study, so every worker process, local or
+remote, and every re-run of a search draws from its own stream, while one search started afresh
+with one worker repeats itself exactly. (Seeding per worker, as before, gave every
+``slimkit worker`` and every re-run the same stream: they proposed the same trials.)
+
+Duplicates. Before a trial trains, the study is looked up for a COMPLETE trial with the same
+sampled plan (model, its arguments, training, techniques); if there is one, the trial is not
+evaluated: it copies that trial's values and records (metrics, candidate, curve, constraints) and
+is marked ``slimkit.reuse_of = N``. A reused trial counts as finished (it is COMPLETE), so a search
+ends with exactly the requested trials even in a space smaller than its budget, and no
+configuration is evaluated twice; the front, ``feasible_trials`` and the stopping rule leave
+reused trials out (they would only repeat their original). When two workers draw the same plan at
+once, the lower-numbered trial evaluates it and the other waits for it (see
+:func:`slimkit.search.study.find_twin`). Training is seeded with ``settings.seed`` in every trial,
+so a reused result is the one the duplicate would have produced.
+
+Interruptions. Local workers (processes.py) mark their trial for a retry and exit quietly (status
+130) on SIGINT or SIGTERM; the parent stops them when it stops (Ctrl-C or an error), and they
+stop when it dies. Interrupted trials are retried on the next run, never counted as failures.
 """
 
 from __future__ import annotations
@@ -10,7 +32,6 @@ import dataclasses
 import json
 import logging
 import math
-import multiprocessing
 import os
 import shutil
 from collections.abc import Callable, Mapping
@@ -23,18 +44,25 @@ import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from slimkit.data import DataConfig, Dataset, load_dataset
-from slimkit.errors import ConfigError, check_choice
+from slimkit.errors import ConfigError, SlimkitError, check_choice
 from slimkit.measure.counters import count_costs
 from slimkit.models import create_model
 from slimkit.pareto import pareto_mask
 from slimkit.search.evaluate import Target, TrialStopped, evaluate_plan
 from slimkit.search.objectives import Objectives
+from slimkit.search.processes import start_children, stop_children
+from slimkit.search.sampling import seeded_sampler, trial_seed
 from slimkit.search.space import SearchSpace
 from slimkit.search.stopping import FinishedCurve, ParetoStoppingRule
 from slimkit.search.study import (
+    ATTR_REUSE_OF,
     ATTR_SETTINGS,
+    DEFAULT_WAIT_S,
+    ENVIRONMENT_ERRNOS,
+    RunFolderError,
     WorkerLimits,
     create_or_load_study,
+    find_twin,
     open_storage,
     run_worker,
 )
@@ -50,6 +78,17 @@ ATTR_CURVE = "slimkit.curve"
 ATTR_COST = "slimkit.train_cost"
 ATTR_CONSTRAINTS = "slimkit.constraints"
 ATTR_FEASIBLE = "slimkit.feasible"
+ATTR_SAMPLER_SEED = "slimkit.sampler_seed"
+# what a reused trial copies from the trial that evaluated its plan
+REUSED_ATTRS = (
+    ATTR_PLAN,
+    ATTR_METRICS,
+    ATTR_CANDIDATE,
+    ATTR_CURVE,
+    ATTR_COST,
+    ATTR_CONSTRAINTS,
+    ATTR_FEASIBLE,
+)
 
 
 @dataclass
@@ -72,8 +111,10 @@ class SearchSettings:
     def __post_init__(self) -> None:
         check_choice("sampler", self.sampler, SAMPLERS)
         check_choice("pruner", self.pruner, PRUNERS)
-        if not isinstance(self.trials, int) or self.trials < 1:
+        if isinstance(self.trials, bool) or not isinstance(self.trials, int) or self.trials < 1:
             raise ConfigError(f"trials must be an int >= 1; got {self.trials!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"seed must be an int >= 0; got {self.seed!r}")
         self.parsed_space = SearchSpace.from_dict(self.space)
         self.parsed_objectives = Objectives.from_config(self.objectives, self.constraints)
         self.parsed_target = Target(**self.target)
@@ -100,22 +141,9 @@ class SearchSettings:
         return cls(**body)
 
 
-def make_sampler(settings: SearchSettings, worker_index: int) -> optuna.samplers.BaseSampler:
-    """NSGA-II, TPE or random; each worker gets its own seed (else workers repeat each other)."""
-    seed = settings.seed * 1000 + worker_index
-    if settings.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if settings.sampler == "tpe":
-        return optuna.samplers.TPESampler(
-            seed=seed,
-            n_startup_trials=max(4, min(10, settings.trials // 4)),
-            multivariate=True,
-        )
-    # a population of a fifth of the budget (at least 4) gives NSGA-II generations to evolve
-    return optuna.samplers.NSGAIISampler(
-        seed=seed,
-        population_size=max(4, settings.trials // 5),
-    )
+def make_sampler(settings: SearchSettings) -> optuna.samplers.BaseSampler:
+    """NSGA-II, TPE or random, seeded per trial (see the module docstring)."""
+    return seeded_sampler(settings.sampler, settings.seed, trials=settings.trials)
 
 
 def make_pruner(settings: SearchSettings) -> optuna.pruners.BasePruner | None:
@@ -143,6 +171,17 @@ def _recipe_key(plan: Mapping[str, Any]) -> str:
     return json.dumps(plan.get("techniques") or [], sort_keys=True, default=str)
 
 
+def _canonical(plan: Mapping[str, Any]) -> str:
+    # through JSON first, as the storage keeps it (tuples become lists, keys strings)
+    return json.dumps(json.loads(json.dumps(plan, default=str)), sort_keys=True)
+
+
+def plan_key(trial: FrozenTrial) -> str | None:
+    """A trial's whole sampled plan as comparable text (None until it is sampled)."""
+    plan = trial.user_attrs.get(ATTR_PLAN)
+    return None if plan is None else _canonical(plan)
+
+
 class TrialRunner:
     """The objective function: one trial = sample a plan, evaluate it, store its full record."""
 
@@ -153,11 +192,13 @@ class TrialRunner:
         data: Dataset,
         *,
         say: Callable[[str], None] | None = None,
+        limits: WorkerLimits | None = None,
     ) -> None:
         self.settings = settings
         self.study = study
         self.data = data
         self.say = say
+        self.limits = limits or WorkerLimits(trials=settings.trials)
         pruner = settings.pruner
         self.rule = (
             ParetoStoppingRule()
@@ -168,16 +209,47 @@ class TrialRunner:
     def finished_curves(self) -> list[FinishedCurve]:
         out = []
         for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            if ATTR_REUSE_OF in t.user_attrs:
+                continue  # the same curve as its original
             curve, cost = t.user_attrs.get(ATTR_CURVE), t.user_attrs.get(ATTR_COST)
             plan = t.user_attrs.get(ATTR_PLAN) or {}
             if curve and cost:
                 out.append(FinishedCurve(curve, cost["macs"], cost["params"], _recipe_key(plan)))
         return out
 
+    def reuse(self, trial: optuna.Trial, twin: FrozenTrial) -> list[float]:
+        """Copy the result of ``twin`` (same plan, COMPLETE) instead of evaluating again."""
+        original = twin.user_attrs.get(ATTR_REUSE_OF, twin.number)
+        for key in REUSED_ATTRS:
+            if key in twin.user_attrs:
+                trial.set_user_attr(key, twin.user_attrs[key])
+        trial.set_user_attr(ATTR_REUSE_OF, original)
+        violations = twin.user_attrs.get(ATTR_CONSTRAINTS) or []
+        constraints = self.settings.parsed_objectives.constraints
+        for constraint, violation in zip(constraints, violations, strict=False):
+            trial.set_constraint(constraint.text, violation if math.isfinite(violation) else 1e30)
+        logger.info(
+            "trial %d: the same plan as trial %d; its result reused", trial.number, original
+        )
+        if self.say:
+            self.say(f"trial-{trial.number:04d}: same plan as trial {original}, reused")
+        return list(twin.values)
+
     def __call__(self, trial: optuna.Trial) -> list[float]:
         settings = self.settings
+        trial.set_user_attr(ATTR_SAMPLER_SEED, trial_seed(settings.seed, trial.number))
         plan = settings.parsed_space.sample(trial)
         trial.set_user_attr(ATTR_PLAN, plan.to_dict())
+        twin = find_twin(
+            self.study,
+            trial.number,
+            _canonical(plan.to_dict()),
+            plan_key,
+            grace_s=self.limits.grace_s,
+            poll_s=self.limits.poll_s,
+        )
+        if twin is not None and twin.values is not None:
+            return self.reuse(trial, twin)
         model = create_model(
             plan.model,
             input_shape=self.data.input_shape,
@@ -234,9 +306,11 @@ class TrialRunner:
         return objectives.values(metrics)
 
 
-def open_search(settings: SearchSettings, storage: str | None) -> optuna.Study:
+def open_search(
+    settings: SearchSettings, storage: str | None, *, wait_s: float = DEFAULT_WAIT_S
+) -> optuna.Study:
     """Create or reopen the settings' study (a changed space or objective is refused)."""
-    backend = open_storage(storage, settings.out_dir)
+    backend = open_storage(storage, settings.out_dir, wait_s=wait_s)
     return create_or_load_study(
         settings.study, backend, settings.parsed_objectives.directions, settings.to_dict()
     )
@@ -261,28 +335,34 @@ def work(
     say: Callable[[str], None] | None = None,
     on_event: Callable[[str, Mapping[str, int]], None] | None = None,
     limits: WorkerLimits | None = None,
+    wait_s: float = DEFAULT_WAIT_S,
 ) -> int:
-    """Run one worker on the settings' study until its budget is finished."""
-    backend = open_storage(storage, settings.out_dir)
+    """Run one worker on the settings' study until its budget is finished.
+
+    ``wait_s`` is the longest database outage the worker waits out (see
+    :mod:`slimkit.search.reconnect`). ``worker_index`` only names the worker in logs.
+    """
+    limits = limits or WorkerLimits(trials=settings.trials)
+    backend = open_storage(storage, settings.out_dir, wait_s=wait_s)
     study = optuna.load_study(
         study_name=settings.study,
         storage=backend,
-        sampler=make_sampler(settings, worker_index),
+        sampler=make_sampler(settings),
         pruner=make_pruner(settings),
     )
     data = load_dataset(DataConfig(**settings.data))
-    runner = TrialRunner(settings, study, data, say=say)
-    return run_worker(
-        study, runner, limits or WorkerLimits(trials=settings.trials), on_event=on_event
-    )
-
-
-def _child_worker(settings: dict[str, Any], storage: str | None, index: int, threads: int) -> None:
-    torch.set_num_threads(threads)
-    logging.basicConfig(level=logging.WARNING)
-    logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # torchvision-missing noise
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    work(SearchSettings.from_dict(settings), storage, worker_index=index)
+    runner = TrialRunner(settings, study, data, say=say, limits=limits)
+    logger.debug("worker %d (pid %d) joins study %s", worker_index, os.getpid(), settings.study)
+    try:
+        return run_worker(study, runner, limits, on_event=on_event, workdir=settings.out_dir)
+    except OSError as error:  # a journal write failed: the trial stays RUNNING, retried later
+        if error.errno not in ENVIRONMENT_ERRNOS or isinstance(error, SlimkitError):
+            raise
+        raise RunFolderError(
+            f"cannot write to the run folder {settings.out_dir}: {error.strerror}; free space "
+            "or make it writable, then run again: finished trials are kept, the interrupted "
+            "one is retried"
+        ) from error
 
 
 def run_search(
@@ -292,40 +372,40 @@ def run_search(
     workers: int = 1,
     say: Callable[[str], None] | None = None,
     on_event: Callable[[str, Mapping[str, int]], None] | None = None,
+    wait_s: float = DEFAULT_WAIT_S,
 ) -> optuna.Study:
     """Run (or resume) a search with ``workers`` local processes; returns the study.
 
-    Worker 0 runs in this process (it drives ``say``/``on_event``); the others are spawned.
+    Worker 0 runs in this process (it drives ``say``/``on_event``); the others are spawned, and
+    stopped (their trials retried later) when this one ends with an error or an interruption.
     """
-    if not isinstance(workers, int) or workers < 1:
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ConfigError(f"workers must be an int >= 1; got {workers!r}")
-    study = open_search(settings, storage)
+    study = open_search(settings, storage, wait_s=wait_s)
     threads = max(1, len(os.sched_getaffinity(0)) // workers)
-    context = multiprocessing.get_context("spawn")
-    children = [
-        context.Process(
-            target=_child_worker, args=(settings.to_dict(), storage, index, threads), daemon=False
-        )
-        for index in range(1, workers)
-    ]
-    for child in children:
-        child.start()
+    children = start_children(settings.to_dict(), storage, workers, threads, wait_s)
     try:
         torch.set_num_threads(threads)
-        work(settings, storage, worker_index=0, say=say, on_event=on_event)
-    finally:
+        work(settings, storage, worker_index=0, say=say, on_event=on_event, wait_s=wait_s)
         for child in children:
             child.join()
+            if child.exitcode:
+                logger.warning("worker process %d ended with status %d", child.pid, child.exitcode)
+    except BaseException:
+        stop_children(children)
+        raise
     export_front(study, settings)
     return study
 
 
 def feasible_trials(study: optuna.Study) -> list[FrozenTrial]:
-    """COMPLETE trials that satisfy every constraint."""
+    """COMPLETE trials that satisfy every constraint (a reused trial only through its original)."""
     return [
         t
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if t.user_attrs.get(ATTR_FEASIBLE, True) and t.values is not None
+        if t.user_attrs.get(ATTR_FEASIBLE, True)
+        and t.values is not None
+        and ATTR_REUSE_OF not in t.user_attrs
     ]
 
 

@@ -9,7 +9,6 @@ import pytest
 from torch import nn
 from typer.testing import CliRunner
 
-import slimkit.cli.distill  # noqa: F401  (registers the command where cli/__init__ does not yet)
 from slimkit.cli import app, main
 from slimkit.data import Dataset
 from slimkit.train import load_checkpoint, save_checkpoint

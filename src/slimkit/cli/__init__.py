@@ -1,17 +1,24 @@
 """The ``slimkit`` command line. Each command lives in its own module and registers on ``app``."""
 
-from slimkit.cli import (  # noqa: F401  (each module registers its commands)
-    bench,
-    compress,
-    export,
-    measure,
-    models,
-    optimize,
-    prune,
-    report,
-    search,
-    train,
-)
-from slimkit.cli.app import app, main
+import sys
+
+try:
+    from slimkit.cli import (  # noqa: F401  (each module registers its commands)
+        bench,
+        compress,
+        distill,
+        export,
+        measure,
+        models,
+        optimize,
+        prune,
+        report,
+        search,
+        train,
+    )
+    from slimkit.cli.app import app, main
+except KeyboardInterrupt:  # Ctrl-C while the libraries load: no traceback, the usual code
+    sys.stderr.write("interrupted\n")
+    sys.exit(130)
 
 __all__ = ["app", "main"]

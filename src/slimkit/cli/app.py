@@ -6,8 +6,11 @@ A user error prints one line and exits 1; ``--debug`` shows the traceback instea
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import logging
 import re
+import signal
 import sys
 
 import typer
@@ -73,10 +76,18 @@ def one_line(error: BaseException) -> str:
     return lines[0] if lines else type(error).__name__
 
 
+def quiet_exit_on_interrupt() -> None:
+    """From here on a Ctrl-C does nothing: the work is done or given up, and what runs next
+    (writing the last line, libraries' exit hooks) must not end in a KeyboardInterrupt traceback."""
+    with contextlib.suppress(ValueError):  # only the main thread may set handlers
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``slimkit`` console script."""
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
+    atexit.register(quiet_exit_on_interrupt)  # runs before the hooks libraries registered earlier
     try:
         app(args=args, prog_name="slimkit")
     except (SlimkitError, OSError) as error:
@@ -87,6 +98,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         sys.exit(1)
     except KeyboardInterrupt:
+        quiet_exit_on_interrupt()
         error_console.print("[yellow]interrupted[/]")
         sys.exit(130)
     except Exception as error:  # a bug: say so in one line, the traceback is one flag away

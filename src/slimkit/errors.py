@@ -8,7 +8,6 @@ line and exits non-zero; ``--debug`` shows the traceback.
 
 from __future__ import annotations
 
-import errno
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -88,46 +87,3 @@ def check_fraction(
         lo = "(" if low_open else "["
         hi = ")" if high_open else "]"
         raise ConfigError(f"{name} must be in {lo}0, 1{hi}; got {value!r}")
-
-
-# errno values that say the machine, not the input, failed: full disk or quota, read-only or
-# failing storage, no permission, out of memory or file handles
-_ENVIRONMENT_ERRNOS = {
-    errno.ENOSPC,
-    errno.EDQUOT,
-    errno.EROFS,
-    errno.EIO,
-    errno.EACCES,
-    errno.EPERM,
-    errno.ENOMEM,
-    errno.EMFILE,
-    errno.ENFILE,
-}
-_ENVIRONMENT_TEXTS = ("No space left on device", "Disk quota exceeded", "Read-only file system")
-
-
-def is_environment_failure(error: BaseException | str) -> bool:
-    """Whether ``error`` (or the text of one) was caused by the machine rather than the input.
-
-    A full disk, a read-only or failing file system, missing permission, memory or file handles:
-    work that failed so is retried when the run is started again, while a failure of the input
-    itself (a model a technique cannot take) is kept as a result.
-
-    Example:
-        >>> is_environment_failure(OSError(28, "No space left on device"))
-        True
-    """
-    if isinstance(error, str):
-        return any(text in error for text in _ENVIRONMENT_TEXTS) or "[Errno 28]" in error
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, MemoryError):
-            return True
-        if isinstance(current, OSError) and current.errno in _ENVIRONMENT_ERRNOS:
-            return True
-        if any(text in str(current) for text in _ENVIRONMENT_TEXTS):
-            return True
-        current = current.__cause__ or current.__context__
-    return False

@@ -31,7 +31,7 @@ from optuna.trial import TrialState
 from torch import nn
 
 from slimkit.data import DataConfig, Dataset, load_dataset
-from slimkit.errors import ConfigError, SlimkitError, is_environment_failure
+from slimkit.errors import ConfigError, SlimkitError
 from slimkit.io import WriteError, write_atomic, write_json_atomic, write_text_atomic
 from slimkit.measure import environment
 from slimkit.models import create_model
@@ -40,6 +40,12 @@ from slimkit.report import Report, write_report
 from slimkit.report.candidates import Candidate
 from slimkit.search import SearchSettings, run_search
 from slimkit.search.evaluate import evaluate_plan
+from slimkit.search.interruptions import (
+    caused_by_interrupt,
+    environment_problem,
+    environment_text,
+    noting_interrupts,
+)
 from slimkit.search.run import ATTR_CANDIDATE
 from slimkit.search.space import (
     DISTILLATION,
@@ -48,6 +54,7 @@ from slimkit.search.space import (
     check_values,
     default_space,
 )
+from slimkit.search.study import RunFolderError
 from slimkit.train import (
     TrainConfig,
     load_checkpoint,
@@ -135,7 +142,7 @@ class RunFolder:
         candidate = Candidate.from_dict(_read_json(path))
         if candidate.name != name:
             return None
-        if candidate.error and is_environment_failure(candidate.error):
+        if candidate.error and environment_text(candidate.error):
             logger.warning(
                 "candidate %s failed for a reason of the machine; running it again", name
             )
@@ -432,8 +439,15 @@ def _fixed_candidate(
     try:
         done = _run_candidate(spec, recipe, data, baseline, folder, say)
     except Exception as error:
-        if is_environment_failure(error):
-            raise  # the run stops; a re-run once the machine is mended runs it again
+        if caused_by_interrupt(error):  # a library wrapped the KeyboardInterrupt
+            raise KeyboardInterrupt from error
+        problem = environment_problem(error, folder.path)
+        if problem is not None:  # the run stops; a re-run once the machine is mended runs it
+            raise RunFolderError(
+                f"candidate {spec.name!r} stopped: the run folder {folder.path} cannot be "
+                f"written ({problem}); free space or make it writable, then run again: finished "
+                "work is kept"
+            ) from error
         logger.warning("candidate %s failed: %s", spec.name, error)
         done = Candidate(
             spec.name,
@@ -519,36 +533,50 @@ def optimize(
     report = _new_report(recipe)
     total = 1 + len(recipe.candidates) + (recipe.search["trials"] if recipe.search else 0)
     try:
-        data = load_dataset(DataConfig.from_dict(recipe.data))
-        preflight(recipe, data)
-        baseline = _baseline_model(recipe, data, folder, tell)
-        report.candidates.append(_baseline_candidate(recipe, data, baseline, folder, tell))
-        _set_stage(report, "baseline", "done")
-        step("baseline", 1, total)
-        write_report(report, folder.path)
-        for index, spec in enumerate(recipe.candidates):
-            report.candidates.append(_fixed_candidate(spec, recipe, data, baseline, folder, tell))
-            step("candidates", 2 + index, total)
-        _set_stage(report, "candidates", "done")
-        write_report(report, folder.path)
-        if recipe.search:
-            report.candidates.extend(_search_stage(recipe, folder, tell, on_event))
-            _set_stage(report, "search", "done")
-        _note_constraints(report, recipe)
-        report.complete = True
-        _set_stage(report, "report", "done")
-        write_report(report, folder.path)
+        with noting_interrupts():
+            _run_stages(recipe, report, folder, tell, step, on_event, total)
     except KeyboardInterrupt:
         note = "interrupted (Ctrl-C): finished work is kept; re-run to continue"
         _write_unfinished(report, folder, "interrupted", note)
         raise
     except Exception as error:
         note = None
-        if is_environment_failure(error):
+        if environment_problem(error, None) is not None:
             note = f"stopped by the machine ({_first_line(error)}): re-run when it is mended"
         _write_unfinished(report, folder, "failed", note)
         raise
     return report
+
+
+def _run_stages(
+    recipe: Recipe,
+    report: Report,
+    folder: RunFolder,
+    tell: Say,
+    step: Advance,
+    on_event: Callable[[str, Mapping[str, int]], None] | None,
+    total: int,
+) -> None:
+    """Baseline, candidates, search, report: each finished piece on disk before the next."""
+    data = load_dataset(DataConfig.from_dict(recipe.data))
+    preflight(recipe, data)
+    baseline = _baseline_model(recipe, data, folder, tell)
+    report.candidates.append(_baseline_candidate(recipe, data, baseline, folder, tell))
+    _set_stage(report, "baseline", "done")
+    step("baseline", 1, total)
+    write_report(report, folder.path)
+    for index, spec in enumerate(recipe.candidates):
+        report.candidates.append(_fixed_candidate(spec, recipe, data, baseline, folder, tell))
+        step("candidates", 2 + index, total)
+    _set_stage(report, "candidates", "done")
+    write_report(report, folder.path)
+    if recipe.search:
+        report.candidates.extend(_search_stage(recipe, folder, tell, on_event))
+        _set_stage(report, "search", "done")
+    _note_constraints(report, recipe)
+    report.complete = True
+    _set_stage(report, "report", "done")
+    write_report(report, folder.path)
 
 
 def _first_line(error: BaseException) -> str:

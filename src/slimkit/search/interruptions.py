@@ -57,6 +57,11 @@ def signals_held() -> Iterator[None]:
             signal.raise_signal(pending[0])
 
 
+def environment_text(text: str) -> bool:
+    """Whether an error's text (as a record kept it) says the machine failed, not the candidate."""
+    return any(words in text for words in ENVIRONMENT_MESSAGES) or "[Errno 28]" in text
+
+
 def environment_problem(error: BaseException, folder: str | os.PathLike[str] | None) -> str | None:
     """Why a trial failed because of the machine (disk full, read-only, ...), else None.
 

@@ -590,6 +590,16 @@ def finished_files(folder: Path) -> dict[str, tuple[int, int]]:
     return found
 
 
+def record_error(path: str) -> str:
+    """What the candidate record beside a rewritten file says (to tell why it was re-run)."""
+    record = Path(path).parent.parent / "candidates" / (Path(path).stem + ".json")
+    try:
+        error = json.loads(record.read_text(encoding="utf-8")).get("error")
+    except (OSError, ValueError):
+        return "no record"
+    return f"record error: {error}" if error else "record finished"
+
+
 def optimize_round(
     args: argparse.Namespace, rng: random.Random, tally: Tally, folder: Path
 ) -> None:
@@ -606,7 +616,11 @@ def optimize_round(
         tally.hit(process.fault(kind))
         tally.exit(*process.finish(), kind)
         after = finished_files(folder / "run")
-        rewritten += [path for path, stamp in before.items() if after.get(path) != stamp]
+        rewritten += [
+            f"{path} (after {kind}; {record_error(path)})"
+            for path, stamp in before.items()
+            if after.get(path) != stamp
+        ]
     code, stderr = Process(command, folder).finish()
     tally.exit(code, stderr, None)
     outcome: dict[str, Any] = {"completed": code == 0, "rewritten": rewritten}

@@ -101,3 +101,15 @@ def test_a_plan_already_evaluated_is_reused_not_trained_again(tmp_path: Path) ->
     assert all(ATTR_REUSE_OF not in t.user_attrs for t in search_front(study))
     seeds = [t.user_attrs[ATTR_SAMPLER_SEED] for t in done]
     assert seeds == [trial_seed(0, t.number) for t in done]
+
+
+def test_the_study_names_its_metrics_for_the_dashboard(tmp_path: Path) -> None:
+    settings = SearchSettings(
+        space=TINY_SPACE,
+        trials=2,
+        objectives=["accuracy", "latency", "size"],
+        out_dir=str(tmp_path),
+    )
+    open_search(settings, None)
+    reopened = optuna.load_study(study_name="search", storage=open_storage(None, tmp_path))
+    assert reopened.metric_names == ["accuracy", "latency (ms)", "size (bytes)"]

@@ -58,6 +58,7 @@ UNITS = {
     "%": 0.01,
 }
 MNASNET_W = -0.07
+UNIT_LABELS = {"latency": "ms", "size": "bytes", "arena": "bytes", "flash": "bytes"}
 
 
 def metric_name(name: str) -> str:
@@ -164,6 +165,13 @@ class Objectives:
         if self.metrics == ("mnasnet",):
             return ["maximize"]
         return ["maximize" if METRICS[m] == "max" else "minimize" for m in self.metrics]
+
+    @property
+    def metric_names(self) -> list[str]:
+        """Names with units, one per objective, as optuna-dashboard shows them."""
+        if self.metrics == ("mnasnet",):
+            return ["mnasnet reward"]
+        return [f"{m} ({UNIT_LABELS[m]})" if m in UNIT_LABELS else m for m in self.metrics]
 
     @property
     def senses(self) -> tuple[str, ...]:

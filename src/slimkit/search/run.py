@@ -311,8 +311,13 @@ def open_search(
 ) -> optuna.Study:
     """Create or reopen the settings' study (a changed space or objective is refused)."""
     backend = open_storage(storage, settings.out_dir, wait_s=wait_s)
+    objectives = settings.parsed_objectives
     return create_or_load_study(
-        settings.study, backend, settings.parsed_objectives.directions, settings.to_dict()
+        settings.study,
+        backend,
+        objectives.directions,
+        settings.to_dict(),
+        metric_names=objectives.metric_names,
     )
 
 

@@ -47,6 +47,7 @@ import signal
 import socket
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -218,14 +219,21 @@ def settings_mismatch(stored: Mapping[str, Any], wanted: Mapping[str, Any]) -> l
 
 
 def create_or_load_study(
-    name: str, storage: Any, directions: list[str], settings: Mapping[str, Any] | None
+    name: str,
+    storage: Any,
+    directions: list[str],
+    settings: Mapping[str, Any] | None,
+    metric_names: list[str] | None = None,
 ) -> optuna.Study:
     """Open study ``name``; create it (remembering ``settings``) if new, or check it matches.
 
     ``settings=None`` opens an existing study as it is (remote workers).
     """
     try:
-        return _create_or_load(name, storage, directions, settings)
+        study = _create_or_load(name, storage, directions, settings)
+        if metric_names and study.metric_names is None:
+            _name_metrics(study, metric_names)
+        return study
     except OSError as error:  # the journal's folder: full, read-only, no permission
         if isinstance(error, SlimkitError) or error.errno not in ENVIRONMENT_ERRNOS:
             raise
@@ -233,6 +241,15 @@ def create_or_load_study(
             f"cannot write the study's journal ({error.strerror}); free space or make the run "
             "folder writable, then run again (finished trials are kept)"
         ) from error
+
+
+def _name_metrics(study: optuna.Study, names: list[str]) -> None:
+    """Name the objectives (optuna-dashboard shows them instead of 0, 1, ...)."""
+    if len(names) != len(study.directions):
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(names)
 
 
 def _create_or_load(

@@ -329,9 +329,11 @@ def optimized_op_types(path: str | Path) -> dict[str, int]:
     import onnx
     import onnxruntime as ort
 
+    from slimkit.threads import onnxruntime_options
+
     with tempfile.TemporaryDirectory() as folder:
         optimized = str(Path(folder) / "optimized.onnx")
-        options = ort.SessionOptions()
+        options = onnxruntime_options(ort)
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.optimized_model_filepath = optimized
         options.log_severity_level = 3

@@ -111,9 +111,10 @@ def simulate_qdq(
     """
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
+    from slimkit.threads import onnxruntime_options
+
+    options = onnxruntime_options(ort, 1)
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    options.intra_op_num_threads = 1
     options.log_severity_level = 3
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name

@@ -26,6 +26,7 @@ from slimkit.measure.latency import LatencyConfig, LatencyStats, measure_latency
 from slimkit.measure.parity import compare_logits
 from slimkit.measure.record import MeasureRecord
 from slimkit.runtime import PyTorchRunner, Runner, load_runtime, predict_batches, runtime_info
+from slimkit.threads import current_threads
 
 logger = logging.getLogger(__name__)
 
@@ -177,7 +178,7 @@ def measure(
         say(f"{runtime}: parity against the PyTorch model")
         if check_reference:
             check_same_model(runner, reference, x_test, logits)
-        reference_runner = PyTorchRunner.from_model(reference, threads=torch.get_num_threads())
+        reference_runner = PyTorchRunner.from_model(reference, threads=current_threads())
         parity = compare_logits(predict_batches(reference_runner.run, x_test), logits)
 
     timings: list[LatencyStats] = []

@@ -55,6 +55,7 @@ from slimkit.search.space import (
     default_space,
 )
 from slimkit.search.study import RunFolderError
+from slimkit.threads import compute_threads
 from slimkit.train import (
     TrainConfig,
     load_checkpoint,
@@ -507,6 +508,7 @@ def optimize(
     advance: Advance | None = None,
     on_event: Callable[[str, Mapping[str, int]], None] | None = None,
     allow_modules: Iterable[str] = (),
+    threads: int | None = None,
 ) -> Report:
     """Run a recipe end to end (or continue it) and return the report object.
 
@@ -517,6 +519,9 @@ def optimize(
             ``on_event`` gets the search's trial counts.
         allow_modules: installed packages whose functions a recipe may name (besides the
             ``.py`` files in the recipe's folder and the current directory).
+        threads: CPU threads to train, compress and evaluate with (None: the count in effect,
+            else every CPU this process may use; see :mod:`slimkit.threads`). Latency is timed
+            with the recipe's ``target.threads``.
 
     Example:
         >>> report = optimize("recipes/digits.yaml")  # doctest: +SKIP
@@ -533,7 +538,7 @@ def optimize(
     report = _new_report(recipe)
     total = 1 + len(recipe.candidates) + (recipe.search["trials"] if recipe.search else 0)
     try:
-        with noting_interrupts():
+        with noting_interrupts(), compute_threads(threads):
             _run_stages(recipe, report, folder, tell, step, on_event, total)
     except KeyboardInterrupt:
         note = "interrupted (Ctrl-C): finished work is kept; re-run to continue"

@@ -1,4 +1,5 @@
-"""ONNX Runtime on the CPU execution provider, with a fixed intra-op thread count."""
+"""ONNX Runtime on the CPU execution provider, with a fixed intra-op thread count that never
+spins while it waits for work (see :mod:`slimkit.threads`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import numpy as np
 
 from slimkit.errors import ConfigError, MissingDependencyError, RuntimeLoadError
 from slimkit.runtime.base import Runner, first_line, register_runtime
+from slimkit.threads import onnxruntime_options
 
 logger = logging.getLogger(__name__)
 
@@ -34,9 +36,7 @@ class OnnxRuntimeRunner(Runner):
 
     def _load(self) -> None:
         ort = _import_ort()
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = self.threads
-        options.inter_op_num_threads = 1
+        options = onnxruntime_options(ort, self.threads)  # the count given; threads never spin
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3

@@ -19,9 +19,9 @@ import threading
 from typing import Any
 
 import optuna
-import torch
 
 from slimkit.errors import SlimkitError
+from slimkit.threads import prefer_passive_waiting, use_threads
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def child_worker(
     code = 0
     try:
         _die_with_parent(parent)
-        torch.set_num_threads(threads)
+        use_threads(threads)
         logging.basicConfig(level=logging.WARNING, format=f"worker {index}: %(message)s")
         logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # torchvision-missing noise
         optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -88,6 +88,7 @@ def start_children(
 ) -> list[Any]:
     """Spawn workers 1..N-1 (``settings``: ``SearchSettings.to_dict()``) with SIGINT ignored
     until each is ready to handle it."""
+    prefer_passive_waiting()  # the children's OpenMP threads sleep when idle (they inherit it)
     context = multiprocessing.get_context("spawn")
     children = [
         context.Process(

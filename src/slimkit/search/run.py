@@ -40,7 +40,6 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from slimkit.data import DataConfig, Dataset, load_dataset
@@ -66,6 +65,7 @@ from slimkit.search.study import (
     open_storage,
     run_worker,
 )
+from slimkit.threads import compute_threads, threads_per_worker
 
 logger = logging.getLogger(__name__)
 
@@ -378,20 +378,23 @@ def run_search(
     say: Callable[[str], None] | None = None,
     on_event: Callable[[str, Mapping[str, int]], None] | None = None,
     wait_s: float = DEFAULT_WAIT_S,
+    threads: int | None = None,
 ) -> optuna.Study:
     """Run (or resume) a search with ``workers`` local processes; returns the study.
 
     Worker 0 runs in this process (it drives ``say``/``on_event``); the others are spawned, and
     stopped (their trials retried later) when this one ends with an error or an interruption.
+    The workers share ``threads`` (None: the count in effect, else every CPU this process may
+    use): each computes on ``threads // workers`` (at least 1; see :mod:`slimkit.threads`).
     """
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ConfigError(f"workers must be an int >= 1; got {workers!r}")
     study = open_search(settings, storage, wait_s=wait_s)
-    threads = max(1, len(os.sched_getaffinity(0)) // workers)
-    children = start_children(settings.to_dict(), storage, workers, threads, wait_s)
+    each = threads_per_worker(threads, workers)
+    children = start_children(settings.to_dict(), storage, workers, each, wait_s)
     try:
-        torch.set_num_threads(threads)
-        work(settings, storage, worker_index=0, say=say, on_event=on_event, wait_s=wait_s)
+        with compute_threads(each):
+            work(settings, storage, worker_index=0, say=say, on_event=on_event, wait_s=wait_s)
         for child in children:
             child.join()
             if child.exitcode:

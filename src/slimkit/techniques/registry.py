@@ -25,6 +25,7 @@ from torch import nn
 
 from slimkit.data import Dataset
 from slimkit.errors import ConfigError
+from slimkit.threads import compute_threads
 
 logger = logging.getLogger(__name__)
 
@@ -136,6 +137,7 @@ def compress(
     calibration_data: torch.Tensor | None = None,
     callbacks: Sequence[Any] = (),
     progress: Callable[[str, int, int], None] | None = None,
+    threads: int | None = None,
 ) -> nn.Module:
     """Apply technique configs in order and return the compressed model.
 
@@ -147,6 +149,8 @@ def compress(
             of ``data``.
         callbacks: training callbacks passed to techniques that train.
         progress: ``progress(stage, done, total)`` for long steps (calibration, training).
+        threads: CPU threads to compute with (None: the count in effect, else every CPU this
+            process may use; see :mod:`slimkit.threads`).
 
     Example:
         >>> configs = [StaticInt8Config(calibration="mse")]
@@ -155,8 +159,9 @@ def compress(
     context = CompressContext(
         data=data, calibration_data=calibration_data, callbacks=callbacks, progress=progress
     )
-    for config in configs:
-        info = _info_for(config)
-        logger.info("applying %s", info.name)
-        model = info.apply(model, config, context)
+    with compute_threads(threads):
+        for config in configs:
+            info = _info_for(config)
+            logger.info("applying %s", info.name)
+            model = info.apply(model, config, context)
     return model

@@ -33,7 +33,8 @@ class TrainConfig:
             still restored).
         seed: seeds weight initialisation order, shuffling and dropout.
         device: ``cpu``, ``cuda`` or ``auto`` (CUDA when present).
-        threads: CPU threads for PyTorch (``None`` leaves PyTorch's default).
+        threads: CPU threads to train with (``None``: the count in effect, see
+            :func:`slimkit.threads.compute_threads`, else every CPU this process may use).
         augment: augmentation of the training batches (shifts, mixup, cutmix), or ``None``; a
             dict of :class:`~slimkit.train.augment.AugmentConfig` options is accepted too.
 

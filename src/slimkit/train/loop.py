@@ -34,6 +34,7 @@ from torch import nn
 
 from slimkit.data import Dataset, Split
 from slimkit.errors import ConfigError
+from slimkit.threads import compute_threads
 from slimkit.train.augment import Augmenter
 from slimkit.train.config import TrainConfig
 from slimkit.train.resume import load_resume_state, save_resume_state
@@ -252,16 +253,17 @@ def train(
             f"data set {data.name!r} has an empty train or validation split "
             f"({len(data.train)} / {len(data.val)} samples)"
         )
-    run = _Run(model, data, config, loss_fn or cross_entropy_loss(config.label_smoothing))
-    if resume_file is not None and Path(resume_file).is_file():
-        run.load(resume_file)
-    for callback in callbacks:
-        callback.on_train_start(run.state)
-    while not run.finished:
-        stats = run.train_epoch(callbacks)
-        run.end_epoch(stats, callbacks)
-        if resume_file is not None:
-            run.save(resume_file)
+    with compute_threads(config.threads):
+        run = _Run(model, data, config, loss_fn or cross_entropy_loss(config.label_smoothing))
+        if resume_file is not None and Path(resume_file).is_file():
+            run.load(resume_file)
+        for callback in callbacks:
+            callback.on_train_start(run.state)
+        while not run.finished:
+            stats = run.train_epoch(callbacks)
+            run.end_epoch(stats, callbacks)
+            if resume_file is not None:
+                run.save(resume_file)
     model.load_state_dict(run.best_weights)
     model.eval()
     for callback in callbacks:
@@ -281,8 +283,6 @@ class _Run:
     """One training run's state and its steps: an epoch, the end-of-epoch bookkeeping, resume."""
 
     def __init__(self, model: nn.Module, data: Dataset, config: TrainConfig, loss_fn: LossFn):
-        if config.threads is not None:
-            torch.set_num_threads(config.threads)
         self.model, self.data, self.config, self.loss_fn = model, data, config, loss_fn
         self.device = resolve_device(config.device)
         torch.manual_seed(config.seed)

@@ -2,6 +2,10 @@
 
 import sys
 
+from slimkit.threads import prefer_passive_waiting
+
+prefer_passive_waiting()  # OpenMP reads it when torch loads: before any command module can
+
 try:
     from slimkit.cli import (  # noqa: F401  (each module registers its commands)
         bench,

@@ -19,6 +19,7 @@ from rich.logging import RichHandler
 from rich.markup import escape
 
 from slimkit.errors import SlimkitError
+from slimkit.threads import prefer_passive_waiting
 
 # piped output (CI logs, files) gets wide tables instead of rich's 80-column default
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -86,6 +87,7 @@ def quiet_exit_on_interrupt() -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``slimkit`` console script."""
     args = sys.argv[1:] if argv is None else argv
+    prefer_passive_waiting()  # before a command imports torch; child processes inherit it
     debug = "--debug" in args
     atexit.register(quiet_exit_on_interrupt)  # runs before the hooks libraries registered earlier
     try:

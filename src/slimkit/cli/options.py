@@ -86,3 +86,23 @@ def resolve_data(spec: str | None, *candidates: Path | None, seed: int | None = 
         "no data set given and none recorded in the model file; pass --data "
         "(e.g. --data digits or --data mnist:PATH)"
     )
+
+
+def threads_option(note: str = "") -> Any:
+    """The ``--threads`` option of every command that computes: one definition for all of them.
+
+    The command passes the value to :func:`slimkit.threads.use_threads` (or a library verb's
+    ``threads=``), which sizes every thread pool slimkit starts from it.
+    """
+    import typer
+
+    from slimkit.threads import available_cpus
+
+    return typer.Option(
+        None,
+        "--threads",
+        min=1,
+        show_default=False,
+        help=f"CPU threads to compute with (default: every CPU this process may use, "
+        f"{available_cpus()} here; never more){note}.",
+    )

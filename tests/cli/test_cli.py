@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -46,9 +47,11 @@ def _documented_commands() -> list[str]:
 
 
 @pytest.mark.parametrize("command", _documented_commands())
-def test_every_documented_command_exists(command: str, tmp_path: Path) -> None:
+def test_every_documented_command_exists(
+    command: str, tmp_path: Path, assert_help_complete: Callable[[str], None]
+) -> None:
     """Through the installed entry point, as a user types it (a command module the CLI never
-    imports would pass a test that imports it itself)."""
+    imports would pass a test that imports it itself); its help leaves nothing blank."""
     done = subprocess.run(
         ["slimkit", *command.split(), "--help"],
         cwd=tmp_path,
@@ -58,6 +61,7 @@ def test_every_documented_command_exists(command: str, tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "Usage" in done.stdout
+    assert_help_complete(done.stdout)
 
 
 def test_models_lists_the_registry_with_costs() -> None:
@@ -162,14 +166,15 @@ def test_debug_shows_the_traceback(tmp_path: Path) -> None:
     ("args", "message"),
     [
         (["models", "--input-shape", "28x28"], "--input-shape must look like CxHxW"),
-        (["train", "--optimizer", "lion"], "optimizer must be one of"),
+        (["train", "--optimizer", "lion"], "'lion' is not one of adam, adamw, sgd"),
         (["train", "--model-arg", "hidden"], "--model-arg takes KEY=VALUE"),
         (["export", "missing.safetensors"], "does not exist"),
-        (["export", "x.safetensors", "--runtime", "pytorch"], "nothing to export"),
+        (["export", "x.safetensors", "--runtime", "pytorch"], "'pytorch' is not one of"),
         (["measure", "model.tflite2"], "cannot tell the runtime"),
     ],
 )
 def test_bad_input_messages(args: list[str], message: str, tmp_path: Path) -> None:
+    (tmp_path / "model.tflite2").write_bytes(b"")  # a file that exists, of no known kind
     result = _slimkit(*args, cwd=tmp_path)
     assert result.returncode == 1, result.stderr
     assert message in result.stderr.replace("\n", " ")

@@ -1,7 +1,9 @@
 """The ``slimkit`` command: the typer app, the terminal, and one-line errors.
 
 The library logs and never prints; this shell owns the terminal: progress bars, tables, colours.
-A user error prints one line and exits 1; ``--debug`` shows the traceback instead.
+Exit codes: 0 done; 1 an error in what was given (a usage error such as an unknown option or a
+missing argument too), as one ``error:`` line (``--debug`` shows the traceback); 2 an internal
+error (a bug); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -91,7 +93,18 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in args
     atexit.register(quiet_exit_on_interrupt)  # runs before the hooks libraries registered earlier
     try:
-        app(args=args, prog_name="slimkit")
+        # not standalone: click's usage errors come here and follow the exit-code rule below
+        code = app(args=args, prog_name="slimkit", standalone_mode=False)
+    except _CLICK_ERROR as error:  # an unknown option, a missing argument, a bad value
+        if type(error).__name__ == "NoArgsIsHelpError":  # `slimkit` (or a group) alone: help
+            return
+        error_console.print(
+            f"[bold red]error:[/] {escape(usage_line(error))}", highlight=False, soft_wrap=True
+        )
+        sys.exit(1)
+    except typer.Abort:  # end of input where a value was expected
+        error_console.print("[yellow]interrupted[/]")
+        sys.exit(130)
     except (SlimkitError, OSError) as error:
         if debug:
             raise
@@ -113,3 +126,19 @@ def main(argv: list[str] | None = None) -> None:
             soft_wrap=True,
         )
         sys.exit(2)
+    if isinstance(code, int) and code:  # typer.Exit(code) from a command
+        sys.exit(code)
+
+
+# click's error base class (typer >= 0.2x carries its own copy of click; earlier ones use click)
+_CLICK_ERROR: type[Exception] = next(
+    c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"
+)
+
+
+def usage_line(error: Exception) -> str:
+    """A usage error as one line that points at the command's ``--help``."""
+    message = getattr(error, "format_message", error.__str__)()
+    text = " ".join(_ANSI.sub("", message).split())
+    context = getattr(error, "ctx", None)
+    return f"{text} (see '{context.command_path} --help')" if context is not None else text

@@ -18,25 +18,23 @@ import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import torch
 import typer
-from torch import nn
 
 from slimkit.cli.app import app, console
-from slimkit.cli.display import make_table
-from slimkit.cli.options import resolve_data
-from slimkit.data import Dataset, load_dataset
+from slimkit.cli.choices import BENCH_RUNTIMES, DATA_HELP, PRECISIONS, QUANTIZERS, one_of
+from slimkit.cli.options import check_inputs_exist, resolve_data
 from slimkit.errors import ConfigError, check_choice
-from slimkit.export.targets import PRECISIONS, RUNTIME_QUANTIZERS, Artifact, prepare_for_runtime
-from slimkit.io import write_json_atomic, write_text_atomic
-from slimkit.measure import LatencyConfig, compare_logits, describe_cpu, environment
-from slimkit.measure.latency import measure_isolated, measure_latency, pinned_cpus
-from slimkit.report import format_bytes, markdown_table
-from slimkit.runtime import PyTorchRunner, Runner, load_runtime, predict_batches, runtime_info
-from slimkit.train import load_checkpoint
+
+if TYPE_CHECKING:  # torch, numpy and the runtimes load inside the functions that use them
+    import numpy as np
+    from torch import nn
+
+    from slimkit.data import Dataset
+    from slimkit.export.targets import Artifact
+    from slimkit.measure import LatencyConfig
+    from slimkit.runtime import Runner
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +54,8 @@ class BenchModel:
 
 def batch_of(x: np.ndarray, batch_size: int) -> np.ndarray:
     """The first ``batch_size`` samples of ``x`` (tiled if ``x`` is shorter), contiguous."""
+    import numpy as np
+
     reps = -(-batch_size // len(x))
     tiled = np.concatenate([x] * reps) if reps > 1 else x
     return np.ascontiguousarray(tiled[:batch_size])
@@ -64,6 +64,8 @@ def batch_of(x: np.ndarray, batch_size: int) -> np.ndarray:
 def _slimkit_int8(model: nn.Module, calibration: np.ndarray) -> nn.Module | None:
     """slimkit's static int8 of ``model`` (default config), or None where it cannot be built
     (each runtime then says why and falls back to its own quantizer)."""
+    import torch
+
     from slimkit.techniques.quantize import quantize_static
 
     try:
@@ -93,6 +95,9 @@ def _time_artifact(
     pin: bool = False,
 ) -> dict[str, Any]:
     """Latency per batch (and memory when isolated) of one artifact at one thread count."""
+    from slimkit.measure.latency import measure_isolated, measure_latency, pinned_cpus
+    from slimkit.runtime import PyTorchRunner, load_runtime
+
     if isolate and artifact.path is None and not _can_send(in_memory):
         logger.warning(
             "%s %s: the in-memory model cannot be sent to a child process (not picklable); "
@@ -188,13 +193,19 @@ def run_bench(
     Returns:
         ``{"rows": [...], "artifacts": [...], "runtime_versions": {...}}``, JSON-safe.
     """
+    import numpy as np
+
+    from slimkit.export.targets import RUNTIME_QUANTIZERS, prepare_for_runtime
+    from slimkit.measure import LatencyConfig, compare_logits
+    from slimkit.runtime import PyTorchRunner, load_runtime, predict_batches, runtime_info
+
     say = progress or (lambda message: None)
     for runtime in runtimes:
         runtime_info(runtime)
         check_choice("runtime", runtime, tuple(RUNTIME_QUANTIZERS))
     for precision in precisions:
         check_choice("precision", precision, PRECISIONS)
-    check_choice("quantizer", quantizer, ("slimkit", "runtime"))
+    check_choice("quantizer", quantizer, QUANTIZERS)
     if pin and not isolate:
         raise ConfigError("pinning to CPUs applies to timing processes: use it with isolate=True")
     config = latency or LatencyConfig()
@@ -383,6 +394,8 @@ def repeat_stability_lines(rows: Sequence[dict[str, Any]], limit: float = 0.05) 
 
 def bench_table(rows: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     """Header and cells of the bench table (one row per timed setting)."""
+    from slimkit.report import format_bytes
+
     header = [
         "model",
         "runtime",
@@ -430,25 +443,31 @@ def bench_table(rows: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[st
 def bench_command(
     checkpoints: list[Path] = typer.Argument(..., help="Checkpoints (.safetensors) to benchmark."),
     runtime: list[str] = typer.Option(
-        ["pytorch", "onnxruntime", "litert", "executorch"],
+        list(BENCH_RUNTIMES),
         "--runtime",
         "-r",
-        help="Runtime (repeatable): pytorch, onnxruntime, litert, executorch.",
+        **one_of(BENCH_RUNTIMES),
+        help="Runtime (repeatable).",
     ),
     precision: list[str] = typer.Option(
-        ["fp32"], "--precision", "-p", help="fp32 and/or int8 (repeatable)."
+        ["fp32"], "--precision", "-p", **one_of(PRECISIONS), help="Precision (repeatable)."
     ),
-    batch_size: list[int] = typer.Option([1, 64], "--batch-size", "-b", help="Batch size."),
+    batch_size: list[int] = typer.Option(
+        [1, 64], "--batch-size", "-b", help="Batch size (repeatable)."
+    ),
     threads: list[int] = typer.Option([1], "--threads", "-t", help="CPU threads (repeatable)."),
-    data: str | None = typer.Option(None, help="Data spec [default: the checkpoint's]."),
+    data: str | None = typer.Option(None, help=f"{DATA_HELP} (default: the checkpoint's)."),
     budget: float = typer.Option(1.0, help="Seconds of timing per setting at most."),
     isolate: bool = typer.Option(True, help="Time each file and thread count in its own process."),
-    rounds: int = typer.Option(1, help="2 times each setting twice (repeat stability)."),
+    rounds: int = typer.Option(
+        1, help="Timing rounds per setting in one process: 2 gives the repeat stability."
+    ),
     pin: bool = typer.Option(
         False, help="Pin each timing process to as many CPUs as it has threads (the last ones)."
     ),
     quantizer: str = typer.Option(
         "slimkit",
+        **one_of(QUANTIZERS),
         help="int8 by 'slimkit' (its own scales in every runtime) or 'runtime' (each runtime's "
         "own quantizer).",
     ),
@@ -457,6 +476,14 @@ def bench_command(
     """Benchmark checkpoints in several runtimes: latency, speedup, size, memory, parity."""
     if not checkpoints:
         raise ConfigError("give at least one checkpoint")
+    check_inputs_exist(*checkpoints, what="checkpoint")
+    from slimkit.cli.display import make_table
+    from slimkit.data import load_dataset
+    from slimkit.io import write_json_atomic, write_text_atomic
+    from slimkit.measure import LatencyConfig, describe_cpu, environment
+    from slimkit.report import markdown_table
+    from slimkit.train import load_checkpoint
+
     # torchao (imported by the PT2E quantizers) warns about optional CUDA kernels it cannot load
     logging.getLogger("torchao").setLevel(logging.ERROR)
     console.print(f"CPU: {describe_cpu()}")

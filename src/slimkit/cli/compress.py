@@ -11,29 +11,25 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import typer
-import yaml
-from rich.progress import TaskID
 
 from slimkit.cli.app import app, console
-from slimkit.cli.display import TrainProgress, make_table, progress_bar
-from slimkit.cli.options import parse_key_values, resolve_data
-from slimkit.data import load_dataset
+from slimkit.cli.choices import CALIBRATIONS, DATA_HELP, QUANTIZE_MODES, TECHNIQUES, one_of
+from slimkit.cli.options import check_inputs_exist, parse_key_values, resolve_data, threads_option
 from slimkit.errors import ConfigError
-from slimkit.export import export
-from slimkit.io import write_json_atomic
-from slimkit.measure import accuracy_of, compare_logits
-from slimkit.runtime import PyTorchRunner, load_runtime, predict_batches
-from slimkit.techniques import compress, config_from_dict, config_to_dict, list_techniques
-from slimkit.techniques.quantize import QuantizedModel, run_reference
-from slimkit.train import load_checkpoint
+
+if TYPE_CHECKING:
+    from rich.progress import TaskID
 
 
 def read_technique_recipe(path: Path) -> list[Any]:
     """Technique configs from a YAML file with a ``techniques:`` list (safe loader, no code)."""
+    import yaml
+
+    from slimkit.techniques import config_from_dict
+
     if not path.is_file():
         raise ConfigError(f"recipe {path} does not exist")
     try:
@@ -62,9 +58,27 @@ def read_technique_recipe(path: Path) -> list[Any]:
 
 
 def run_compress(
-    checkpoint: Path, configs: list[Any], data_spec: str | None, out: Path | None
+    checkpoint: Path,
+    configs: list[Any],
+    data_spec: str | None,
+    out: Path | None,
+    threads: int | None = None,
 ) -> None:
     """Shared body of ``compress`` and ``quantize``."""
+    import numpy as np
+
+    from slimkit.cli.display import TrainProgress, make_table, progress_bar
+    from slimkit.data import load_dataset
+    from slimkit.export import export
+    from slimkit.io import write_json_atomic
+    from slimkit.measure import accuracy_of, compare_logits
+    from slimkit.runtime import PyTorchRunner, load_runtime, predict_batches
+    from slimkit.techniques import compress, config_to_dict
+    from slimkit.techniques.quantize import QuantizedModel, run_reference
+    from slimkit.threads import use_threads
+    from slimkit.train import load_checkpoint
+
+    count = use_threads(threads)
     loaded = load_checkpoint(checkpoint)
     data_config = resolve_data(data_spec, checkpoint)
     with console.status(f"loading {data_config.to_spec()}"):
@@ -96,9 +110,10 @@ def run_compress(
         result = export(compressed, out, metadata=metadata)
     x, y = dataset.test.x.numpy(), dataset.test.y.numpy()
     with console.status("checking in onnxruntime"):
-        fp32_logits = predict_batches(PyTorchRunner.from_model(loaded.model).run, x)
-        simulated = predict_batches(PyTorchRunner.from_model(compressed).run, x)
-        runtime_logits = predict_batches(load_runtime("onnxruntime", result.path).run, x)
+        fp32_logits = predict_batches(PyTorchRunner.from_model(loaded.model, threads=count).run, x)
+        simulated = predict_batches(PyTorchRunner.from_model(compressed, threads=count).run, x)
+        runtime = load_runtime("onnxruntime", result.path, threads=count)
+        runtime_logits = predict_batches(runtime.run, x)
     parity = compare_logits(simulated, runtime_logits)
     summary: dict[str, Any] = {
         "checkpoint": str(checkpoint),
@@ -148,32 +163,47 @@ def run_compress(
 def compress_command(
     checkpoint: Path = typer.Argument(..., help="A slimkit checkpoint (.safetensors)."),
     recipe: Path | None = typer.Option(None, help="YAML file with a 'techniques:' list."),
-    technique: str | None = typer.Option(None, help="One technique by name (instead of --recipe)."),
-    option: list[str] = typer.Option(None, "--option", "-o", help="Technique option KEY=VALUE."),
-    data: str | None = typer.Option(None, help="Data spec [default: the checkpoint's]."),
-    out: Path | None = typer.Option(None, help="Output .onnx [default: beside the checkpoint]."),
+    technique: str | None = typer.Option(
+        None,
+        **one_of(TECHNIQUES, metavar="NAME"),
+        help=f"One technique (instead of --recipe): {', '.join(TECHNIQUES)}.",
+    ),
+    option: list[str] = typer.Option(
+        None, "--option", "-o", help="Technique option KEY=VALUE (repeatable)."
+    ),
+    data: str | None = typer.Option(None, help=f"{DATA_HELP} (default: the checkpoint's)."),
+    out: Path | None = typer.Option(
+        None, help="Output .onnx file (default: beside the checkpoint, named for the techniques)."
+    ),
+    threads: int | None = threads_option(),
 ) -> None:
     """Apply techniques (from a recipe or --technique) to a checkpoint and export the result."""
     if (recipe is None) == (technique is None):
         raise ConfigError(
-            "give either --recipe FILE or --technique NAME "
-            f"(techniques: {', '.join(list_techniques())})"
+            f"give either --recipe FILE or --technique NAME (techniques: {', '.join(TECHNIQUES)})"
         )
+    check_inputs_exist(checkpoint, what="checkpoint")
+    from slimkit.techniques import config_from_dict
+
     if recipe is not None:
         configs = read_technique_recipe(recipe)
     else:
         configs = [
             config_from_dict({"technique": technique, **parse_key_values(option, "--option")})
         ]
-    run_compress(checkpoint, configs, data, out)
+    run_compress(checkpoint, configs, data, out, threads)
 
 
 @app.command("quantize")
 def quantize_command(
     checkpoint: Path = typer.Argument(..., help="A slimkit checkpoint (.safetensors)."),
-    mode: str = typer.Option("static", help="static, qat, dynamic or weight-only."),
+    mode: str = typer.Option(
+        "static",
+        **one_of(QUANTIZE_MODES),
+        help="int8 technique: post-training (static), QAT, dynamic activations, or weights only.",
+    ),
     calibration: str = typer.Option(
-        "minmax", help="minmax, moving_average, percentile, mse, entropy."
+        "minmax", **one_of(CALIBRATIONS), help="Activation range observer (static and QAT)."
     ),
     per_channel: bool = typer.Option(True, help="Per-output-channel weight scales."),
     cle: bool = typer.Option(False, "--cle", help="Cross-layer equalization first (static)."),
@@ -182,10 +212,16 @@ def quantize_command(
     ),
     epochs: int = typer.Option(3, help="QAT epochs."),
     calibration_samples: int = typer.Option(512, help="Calibration inputs (static and QAT)."),
-    data: str | None = typer.Option(None, help="Data spec [default: the checkpoint's]."),
-    out: Path | None = typer.Option(None, help="Output .onnx [default: beside the checkpoint]."),
+    data: str | None = typer.Option(None, help=f"{DATA_HELP} (default: the checkpoint's)."),
+    out: Path | None = typer.Option(
+        None, help="Output .onnx file (default: beside the checkpoint, named for the technique)."
+    ),
+    threads: int | None = threads_option(),
 ) -> None:
     """int8 quantization of a checkpoint, exported to ONNX with slimkit's own scales."""
+    check_inputs_exist(checkpoint, what="checkpoint")
+    from slimkit.techniques import config_from_dict
+
     options: dict[str, Any] = {"per_channel": per_channel}
     if mode == "static":
         options |= {
@@ -206,4 +242,4 @@ def quantize_command(
         options |= {"technique": "dynamic_int8" if mode == "dynamic" else "weight_only_int8"}
     else:
         raise ConfigError(f"--mode must be one of static, qat, dynamic, weight-only; got {mode!r}")
-    run_compress(checkpoint, [config_from_dict(options)], data, out)
+    run_compress(checkpoint, [config_from_dict(options)], data, out, threads)

@@ -4,22 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 import typer
 
 from slimkit.cli.app import app, console
-from slimkit.cli.display import TrainProgress, make_table, progress_bar
-from slimkit.cli.options import parse_key_values, resolve_data
-from slimkit.data import load_dataset
+from slimkit.cli.choices import DATA_HELP, DEVICES, DISTILL_DEFAULTS, OPTIMIZERS, SCHEDULES, one_of
+from slimkit.cli.options import check_inputs_exist, parse_key_values, resolve_data, threads_option
 from slimkit.errors import ConfigError
-from slimkit.io import write_json_atomic
-from slimkit.measure import count_costs
-from slimkit.models import create_model, model_spec_of
-from slimkit.techniques import config_to_dict
-from slimkit.techniques.distill import DistillationConfig, coerce_hint, distill
-from slimkit.train import AugmentConfig, evaluate, load_checkpoint, save_checkpoint
-
-_DEFAULTS = DistillationConfig(teacher="-")
 
 
 @app.command("distill")
@@ -31,17 +21,24 @@ def distill_command(
     student_arg: list[str] = typer.Option(
         None, "--student-arg", help="Student model argument KEY=VALUE (repeatable)."
     ),
-    data: str | None = typer.Option(None, help="Data spec [default: the teacher's data]."),
-    temperature: float = typer.Option(_DEFAULTS.temperature, help="Temperature T > 0."),
+    data: str | None = typer.Option(None, help=f"{DATA_HELP} (default: the teacher's)."),
+    temperature: float = typer.Option(DISTILL_DEFAULTS["temperature"], help="Temperature T > 0."),
     alpha: float = typer.Option(
-        _DEFAULTS.alpha, help="Weight of the soft-target loss in [0, 1] (1 - alpha: labels)."
+        DISTILL_DEFAULTS["alpha"],
+        help="Weight of the soft-target loss in [0, 1] (1 - alpha: labels).",
     ),
-    epochs: int = typer.Option(_DEFAULTS.epochs, help="Training epochs of the student."),
-    lr: float = typer.Option(_DEFAULTS.lr, help="Peak learning rate."),
-    batch_size: int = typer.Option(_DEFAULTS.batch_size, help="Samples per step."),
-    optimizer: str = typer.Option(_DEFAULTS.optimizer, help="adam, adamw or sgd."),
-    weight_decay: float = typer.Option(_DEFAULTS.weight_decay, help="Weight decay."),
-    schedule: str = typer.Option(_DEFAULTS.schedule, help="cosine, step or constant."),
+    epochs: int = typer.Option(DISTILL_DEFAULTS["epochs"], help="Training epochs of the student."),
+    lr: float = typer.Option(DISTILL_DEFAULTS["lr"], help="Peak learning rate."),
+    batch_size: int = typer.Option(DISTILL_DEFAULTS["batch_size"], help="Samples per step."),
+    optimizer: str = typer.Option(
+        DISTILL_DEFAULTS["optimizer"], **one_of(OPTIMIZERS), help="Optimizer."
+    ),
+    weight_decay: float = typer.Option(DISTILL_DEFAULTS["weight_decay"], help="Weight decay."),
+    schedule: str = typer.Option(
+        DISTILL_DEFAULTS["schedule"],
+        **one_of(SCHEDULES),
+        help="Learning-rate schedule: cosine to 0, step (x0.1 at 50% and 75%) or constant.",
+    ),
     label_smoothing: float = typer.Option(0.0, help="Label smoothing of the hard targets."),
     hint: list[str] = typer.Option(
         None, "--hint", help="FitNets hint STUDENT_LAYER:TEACHER_LAYER (repeatable)."
@@ -53,13 +50,28 @@ def distill_command(
         True, help="Cache the teacher's logits when the inputs do not change between epochs."
     ),
     seed: int = typer.Option(0, help="Seed of the student's initialisation and training."),
-    device: str = typer.Option("cpu", help="cpu, cuda or auto."),
-    threads: int | None = typer.Option(None, help="PyTorch CPU threads."),
+    device: str = typer.Option("cpu", **one_of(DEVICES), help="auto: CUDA when present."),
+    threads: int | None = threads_option(),
     out: Path | None = typer.Option(
-        None, help="Checkpoint path [default: runs/distill/STUDENT-DATA.safetensors]."
+        None, help="Checkpoint path (default: runs/distill/STUDENT-DATA.safetensors)."
     ),
 ) -> None:
     """Distill a teacher checkpoint into a student and save the student as a checkpoint."""
+    check_inputs_exist(teacher, what="teacher checkpoint")
+    if Path(student).suffix == ".safetensors":
+        check_inputs_exist(Path(student), what="student checkpoint")
+    import torch
+
+    from slimkit.cli.display import TrainProgress, make_table, progress_bar
+    from slimkit.data import load_dataset
+    from slimkit.io import write_json_atomic
+    from slimkit.measure import count_costs
+    from slimkit.models import create_model, model_spec_of
+    from slimkit.techniques import config_to_dict
+    from slimkit.techniques.distill import DistillationConfig, coerce_hint, distill
+    from slimkit.threads import use_threads
+    from slimkit.train import AugmentConfig, evaluate, load_checkpoint, save_checkpoint
+
     augment = AugmentConfig(shift=shift, mixup_alpha=mixup_alpha, cutmix_alpha=cutmix_alpha)
     config = DistillationConfig(
         teacher=str(teacher.resolve()),
@@ -78,10 +90,7 @@ def distill_command(
         seed=seed,
         device=device,
     )
-    if threads is not None:
-        if threads < 1:
-            raise ConfigError(f"--threads must be >= 1; got {threads}")
-        torch.set_num_threads(threads)
+    use_threads(threads)
     teacher_model = load_checkpoint(teacher).model
     data_config = resolve_data(data, teacher, seed=seed)
     with console.status(f"loading {data_config.to_spec()}"):

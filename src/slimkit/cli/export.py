@@ -10,16 +10,9 @@ from typing import Any
 import typer
 
 from slimkit.cli.app import app, console
-from slimkit.cli.display import make_table
-from slimkit.cli.options import resolve_data
-from slimkit.data import load_dataset
+from slimkit.cli.choices import DATA_HELP, EXPORT_RUNTIMES, one_of
+from slimkit.cli.options import check_inputs_exist, resolve_data, threads_option
 from slimkit.errors import ConfigError, ExportError
-from slimkit.export import EdgeExportResult, McuExportResult, export, exporter_info, list_formats
-from slimkit.io import write_json_atomic
-from slimkit.measure import compare_logits
-from slimkit.runtime import PyTorchRunner, load_runtime, predict_batches, runtime_info
-from slimkit.techniques.quantize import quantize_static, run_reference
-from slimkit.train import load_checkpoint
 
 PARITY_ATOL = 1e-4
 INT8_WITHIN_1_LSB = 0.999  # share of int8 outputs within one step of slimkit's integer reference
@@ -60,14 +53,17 @@ def export_command(
     checkpoint: Path = typer.Argument(..., help="A slimkit checkpoint (.safetensors)."),
     runtime: str = typer.Option(
         "onnxruntime",
-        help="Target runtime: onnxruntime, litert, executorch or tflite-micro (int8, C files).",
+        **one_of(EXPORT_RUNTIMES),
+        help="Target runtime (tflite-micro: int8, with C files).",
     ),
     batch_size: int = typer.Option(
         1, "--batch-size", "-b", help="Fixed batch size of .tflite/.pte files (one per size)."
     ),
-    out: Path | None = typer.Option(None, help="Output file [default: beside the checkpoint]."),
+    out: Path | None = typer.Option(
+        None, help="Output file (default: beside the checkpoint, named for what it is)."
+    ),
     data: str | None = typer.Option(
-        None, help="Data for the parity check [default: the checkpoint's]."
+        None, help=f"{DATA_HELP}, for calibration and parity (default: the checkpoint's)."
     ),
     parity: bool = typer.Option(
         True, help="Check the exported file against PyTorch on the test split."
@@ -80,12 +76,31 @@ def export_command(
         "reference. (tflite-micro is int8 anyway.)",
     ),
     force: bool = typer.Option(False, "--force", help="Replace an existing --out file."),
+    threads: int | None = threads_option(),
 ) -> None:
     """Export a checkpoint for a runtime and check that the runtime computes the same logits.
 
     The file is named for what it is, beside the checkpoint: ``m.onnx``, ``m.int8.onnx``,
     ``m.tflite``, ``m.b64.tflite``, ``m.int8.b64.pte``, ``m.tflm.tflite`` (+ ``.h``/``.c``).
     """
+    check_inputs_exist(checkpoint, what="checkpoint")
+    from slimkit.cli.display import make_table
+    from slimkit.data import load_dataset
+    from slimkit.export import (
+        EdgeExportResult,
+        McuExportResult,
+        export,
+        exporter_info,
+        list_formats,
+    )
+    from slimkit.io import write_json_atomic
+    from slimkit.measure import compare_logits
+    from slimkit.runtime import PyTorchRunner, load_runtime, predict_batches, runtime_info
+    from slimkit.techniques.quantize import quantize_static, run_reference
+    from slimkit.threads import use_threads
+    from slimkit.train import load_checkpoint
+
+    count = use_threads(threads)
     info = runtime_info(runtime)
     if info.format not in list_formats():
         raise ConfigError(
@@ -147,10 +162,12 @@ def export_command(
                 graph = quantized.graph
                 lsb = float(graph.qparams[graph.output].scale[0])
             elif reference_runtime is not None:
-                reference = predict_batches(load_runtime(reference_runtime, out).run, x)
+                runner = load_runtime(reference_runtime, out, threads=count)
+                reference = predict_batches(runner.run, x)
             else:
-                reference = predict_batches(PyTorchRunner.from_model(loaded.model).run, x)
-            candidate = predict_batches(load_runtime(runtime, out).run, x)
+                runner = PyTorchRunner.from_model(loaded.model, threads=count)
+                reference = predict_batches(runner.run, x)
+            candidate = predict_batches(load_runtime(runtime, out, threads=count).run, x)
             check = compare_logits(reference, candidate, lsb=lsb)
         summary["parity"] = check.to_dict() | {
             "reference": reference_runtime or "pytorch",

@@ -4,24 +4,26 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from rich.status import Status
 
 from slimkit.cli.app import app, console
-from slimkit.cli.display import print_records
-from slimkit.cli.options import onnx_metadata, resolve_data
-from slimkit.data import load_dataset
+from slimkit.cli.choices import DATA_HELP, RUNTIMES, one_of
+from slimkit.cli.options import check_inputs_exist, onnx_metadata, resolve_data
 from slimkit.errors import ConfigError
-from slimkit.export import exporter_info, list_formats
-from slimkit.io import write_json_atomic
-from slimkit.measure import LatencyConfig, MeasureRecord, describe_cpu, environment, measure
-from slimkit.runtime import list_runtimes, runtime_info
-from slimkit.train import load_checkpoint
+
+if TYPE_CHECKING:
+    from rich.status import Status
+
+    from slimkit.measure import MeasureRecord
 
 
 def runtime_for(path: Path) -> str:
     """The runtime that loads ``path`` by its suffix (``.onnx`` → onnxruntime, ...)."""
+    from slimkit.export import exporter_info, list_formats
+    from slimkit.runtime import list_runtimes, runtime_info
+
     if path.suffix == ".safetensors":
         return "pytorch"
     for name in list_runtimes():
@@ -54,13 +56,22 @@ def _show(status: Status, file: str, message: str) -> None:
 @app.command("measure")
 def measure_command(
     files: list[Path] = typer.Argument(
-        ..., help="Model files: .onnx, or .safetensors checkpoints."
+        ..., help="Model files: .onnx, .tflite, .pte, or .safetensors checkpoints."
     ),
-    runtime: str | None = typer.Option(None, help="Runtime [default: by file suffix]."),
+    runtime: str | None = typer.Option(
+        None,
+        **one_of(RUNTIMES),
+        help="Runtime that loads the files (default: by file suffix: .onnx onnxruntime, "
+        ".tflite litert, .pte executorch, .safetensors pytorch).",
+    ),
     data: str | None = typer.Option(
-        None, help="Data spec [default: the one recorded in the file]."
+        None, help=f"{DATA_HELP} (default: the data recorded in the file)."
     ),
-    checkpoint: Path | None = typer.Option(None, help="PyTorch reference for parity and MACs."),
+    checkpoint: Path | None = typer.Option(
+        None,
+        help="PyTorch reference for parity and MACs (default: the checkpoint an .onnx file "
+        "records, if it is there).",
+    ),
     batch_size: list[int] = typer.Option(
         [1, 64], "--batch-size", "-b", help="Batch size (repeatable)."
     ),
@@ -71,6 +82,13 @@ def measure_command(
     ),
 ) -> None:
     """Measure model files: test accuracy, latency p50/p90, bytes, params, MACs, parity."""
+    check_inputs_exist(*files, checkpoint)
+    from slimkit.cli.display import print_records
+    from slimkit.data import load_dataset
+    from slimkit.io import write_json_atomic
+    from slimkit.measure import LatencyConfig, describe_cpu, environment, measure
+    from slimkit.train import load_checkpoint
+
     records: list[MeasureRecord] = []
     latency = LatencyConfig(time_budget_s=budget)
     console.print(f"CPU: {describe_cpu()}")

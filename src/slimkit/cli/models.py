@@ -6,16 +6,17 @@ do not tile the image, say) are listed with a note instead of stopping the listi
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from slimkit.cli.app import app, console
-from slimkit.cli.display import make_table
-from slimkit.cli.options import parse_key_values, parse_shape
+from slimkit.cli.choices import DEFAULT_DATA, DEFAULT_DATA_SHAPE, MODELS
+from slimkit.cli.options import parse_key_values, parse_shape, threads_option
 from slimkit.errors import ModelError, SlimkitError
-from slimkit.measure import ModelCost, count_costs
-from slimkit.models import create_model, list_models, model_info
+
+if TYPE_CHECKING:
+    from slimkit.measure import ModelCost
 
 
 def model_costs(
@@ -27,6 +28,9 @@ def model_costs(
     include_batchnorm: bool = True,
 ) -> ModelCost:
     """Build ``name`` and count it at ``input_shape``; any failure is a one-line ModelError."""
+    from slimkit.measure import count_costs
+    from slimkit.models import create_model
+
     model = create_model(name, input_shape=input_shape, num_classes=num_classes, **kwargs)
     try:
         return count_costs(model, input_shape, include_batchnorm=include_batchnorm)
@@ -38,8 +42,16 @@ def model_costs(
 
 @app.command("models")
 def models_command(
-    name: str | None = typer.Argument(None, help="Show one model (with --summary: per layer)."),
-    input_shape: str = typer.Option("1x28x28", help="Input shape CxHxW to count MACs at."),
+    name: str | None = typer.Argument(
+        None,
+        metavar="NAME",
+        help=f"Show one model (with --summary: per layer): {', '.join(MODELS)}.",
+    ),
+    input_shape: str = typer.Option(
+        DEFAULT_DATA_SHAPE,
+        help=f"Input shape CxHxW to count MACs at; the default is the {DEFAULT_DATA} data's "
+        "(MNIST: 1x28x28).",
+    ),
     num_classes: int = typer.Option(10, help="Number of classes."),
     summary: bool = typer.Option(False, "--summary", help="Per-layer table of one model."),
     model_arg: list[str] = typer.Option(None, "--model-arg", help="Model argument KEY=VALUE."),
@@ -48,14 +60,20 @@ def models_command(
         "--batchnorm-params/--no-batchnorm-params",
         help="Count batch-norm scale and shift as parameters (the MobileNets paper does not).",
     ),
+    threads: int | None = threads_option(),
 ) -> None:
     """List registered models with parameters and MACs at an input size."""
+    from slimkit.cli.display import make_table
+    from slimkit.models import list_models, model_info
+    from slimkit.threads import use_threads
+
     shape = parse_shape(input_shape)
     kwargs = parse_key_values(model_arg)
     if kwargs and not name:
         raise ModelError("--model-arg needs a model name: slimkit models NAME --model-arg K=V")
     if summary and not name:
         raise ModelError("--summary needs a model name: slimkit models NAME --summary")
+    use_threads(threads)  # each model runs one forward pass to count its MACs
     if name:
         cost = model_costs(name, shape, num_classes, kwargs, include_batchnorm=batchnorm_params)
         if summary:
@@ -85,6 +103,8 @@ def models_command(
 
 
 def _print_summary(name: str, input_shape: str, cost: ModelCost) -> None:
+    from slimkit.cli.display import make_table
+
     layer_rows = [
         [
             layer.name,

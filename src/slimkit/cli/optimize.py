@@ -10,26 +10,40 @@ import time
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import optuna
 import typer
 from rich.markup import escape
 
 from slimkit.cli.app import app, console
-from slimkit.cli.display import progress_bar
-from slimkit.cli.report import print_report
-from slimkit.measure import describe_cpu
-from slimkit.pipeline import Recipe, optimize
-from slimkit.pipeline.optimize import remove_run_folder
+from slimkit.cli.options import check_inputs_exist, threads_option
+
+if TYPE_CHECKING:
+    from slimkit.pipeline import Recipe
+
+RECIPE_THREADS = "; latency is timed on the recipe's target threads"
 
 
-def run_recipe(recipe: Recipe, out: Path | None, fresh: bool) -> None:
+def run_recipe(recipe: Recipe, out: Path | None, fresh: bool, threads: int | None = None) -> None:
     """Run a recipe with one progress bar (units: baseline, candidates, trials) and the table."""
+    import optuna
+
+    from slimkit.cli.display import progress_bar
+    from slimkit.cli.report import print_report
+    from slimkit.measure import describe_cpu
+    from slimkit.pipeline import optimize
+    from slimkit.pipeline.optimize import remove_run_folder
+    from slimkit.threads import use_threads
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     folder = out or Path("runs") / recipe.name
     if fresh:
         remove_run_folder(folder)
-    console.print(f"CPU: {describe_cpu()}")
+    count = use_threads(threads)
+    console.print(
+        f"CPU: {describe_cpu()}; computing on {count} thread(s), latency timed on "
+        f"{recipe.target.threads}"
+    )
     started = time.perf_counter()
     total = 1 + len(recipe.candidates) + (recipe.search["trials"] if recipe.search else 0)
     with progress_bar() as progress:
@@ -46,7 +60,9 @@ def run_recipe(recipe: Recipe, out: Path | None, fresh: bool) -> None:
             progress.update(task, completed=offset + counts["finished"])
 
         try:
-            report = optimize(recipe, out=folder, say=say, advance=advance, on_event=on_event)
+            report = optimize(
+                recipe, out=folder, say=say, advance=advance, on_event=on_event, threads=count
+            )
         except KeyboardInterrupt:
             progress.stop()
             console.print(
@@ -73,9 +89,13 @@ def optimize_command(
         help="An installed package whose functions the recipe may name (repeatable); "
         "functions in .py files of the recipe's folder or the current directory need none.",
     ),
+    threads: int | None = threads_option(RECIPE_THREADS),
 ) -> None:
     """Baseline → candidates → search → export → measure → report, resumable."""
-    run_recipe(Recipe.from_file(recipe, allow_modules=allow_module), out, fresh)
+    check_inputs_exist(recipe, what="recipe")
+    from slimkit.pipeline import Recipe
+
+    run_recipe(Recipe.from_file(recipe, allow_modules=allow_module), out, fresh, threads)
 
 
 def packaged_recipe(name: str) -> Path:
@@ -87,6 +107,9 @@ def packaged_recipe(name: str) -> Path:
 def demo_command(
     out: Path = typer.Option(Path("runs/demo"), help="Run folder."),
     fresh: bool = typer.Option(False, "--fresh", help="Delete the run folder and start over."),
+    threads: int | None = threads_option(RECIPE_THREADS),
 ) -> None:
     """The main job on the embedded digits data: the digits recipe, end to end."""
-    run_recipe(Recipe.from_file(packaged_recipe("digits")), out, fresh)
+    from slimkit.pipeline import Recipe
+
+    run_recipe(Recipe.from_file(packaged_recipe("digits")), out, fresh, threads)

@@ -4,11 +4,24 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from slimkit.data import DataConfig, parse_data_spec
 from slimkit.errors import ConfigError
-from slimkit.train import read_checkpoint_metadata
+
+if TYPE_CHECKING:  # at run time imported where used: --help must not wait for torch
+    from slimkit.data import DataConfig
+
+
+def check_inputs_exist(*paths: Path | None, what: str = "model file", folder: bool = False) -> None:
+    """Refuse a missing input file (or folder, with ``folder``) before anything else runs or
+    loads: one line, exit 1, instead of an error about what the missing file would have held."""
+    for path in paths:
+        if path is None:
+            continue
+        if not path.exists():
+            raise ConfigError(f"{what} {path} does not exist; check the path")
+        if path.is_dir() and not folder:
+            raise ConfigError(f"{what} {path} is a folder; give a file")
 
 
 def parse_key_values(items: list[str] | None, what: str = "--model-arg") -> dict[str, Any]:
@@ -53,6 +66,9 @@ def onnx_metadata(path: Path) -> dict[str, str]:
 
 def data_config_of(path: Path) -> DataConfig | None:
     """The data a slimkit checkpoint or ONNX file was trained on, if it recorded it."""
+    from slimkit.data import DataConfig
+    from slimkit.train import read_checkpoint_metadata
+
     data: Any = None
     if path.suffix == ".safetensors":
         _, extra = read_checkpoint_metadata(path)
@@ -75,6 +91,8 @@ def data_config_of(path: Path) -> DataConfig | None:
 
 def resolve_data(spec: str | None, *candidates: Path | None, seed: int | None = None) -> DataConfig:
     """``--data`` if given, else the data recorded in the first candidate file that has it."""
+    from slimkit.data import parse_data_spec
+
     if spec:
         return parse_data_spec(spec, seed=seed or 0)
     for path in candidates:

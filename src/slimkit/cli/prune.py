@@ -15,29 +15,25 @@ from typing import Any
 import typer
 
 from slimkit.cli.app import app, console
-from slimkit.cli.display import TrainProgress, make_table, progress_bar
-from slimkit.cli.options import resolve_data
-from slimkit.data import load_dataset
-from slimkit.io import write_json_atomic
-from slimkit.techniques import compress, config_to_dict
-from slimkit.techniques.cluster import ClusteringConfig
-from slimkit.techniques.prune import (
-    GradualSchedule,
-    MagnitudePruningConfig,
-    compression_stages,
-    global_sparsity,
-    save_sparse,
-)
-from slimkit.train import evaluate, load_checkpoint
+from slimkit.cli.choices import DATA_HELP, GRANULARITIES, one_of
+from slimkit.cli.options import check_inputs_exist, resolve_data, threads_option
 
 
 @app.command("prune")
 def prune_command(
     checkpoint: Path = typer.Argument(..., help="A slimkit checkpoint (.safetensors)."),
     sparsity: float = typer.Option(0.9, help="Fraction of the weights in scope set to zero."),
-    granularity: str = typer.Option("global", help="global (one threshold) or layer."),
-    scope: list[str] = typer.Option(None, "--scope", help="Module-name glob to prune (repeat)."),
-    exclude: list[str] = typer.Option(None, "--exclude", help="Module-name glob to skip."),
+    granularity: str = typer.Option(
+        "global",
+        **one_of(GRANULARITIES),
+        help="One magnitude threshold for all layers in scope (global) or one per layer.",
+    ),
+    scope: list[str] = typer.Option(
+        None, "--scope", help="Module-name glob to prune (repeatable; default: every layer)."
+    ),
+    exclude: list[str] = typer.Option(
+        None, "--exclude", help="Module-name glob to skip (repeatable)."
+    ),
     epochs: int = typer.Option(0, help="Fine-tuning epochs with the masks held."),
     lr: float = typer.Option(0.01, help="Fine-tuning learning rate (SGD, Nesterov momentum)."),
     gradual: int = typer.Option(
@@ -49,10 +45,30 @@ def prune_command(
     ),
     cluster_epochs: int = typer.Option(0, help="Centroid fine-tuning epochs (Adam)."),
     cluster_lr: float = typer.Option(1e-4, help="Centroid fine-tuning learning rate."),
-    data: str | None = typer.Option(None, help="Data spec [default: the checkpoint's]."),
-    out: Path | None = typer.Option(None, help="Output .sparse [default: beside the checkpoint]."),
+    data: str | None = typer.Option(None, help=f"{DATA_HELP} (default: the checkpoint's)."),
+    out: Path | None = typer.Option(
+        None, help="Output .sparse file (default: beside the checkpoint, named for the techniques)."
+    ),
+    threads: int | None = threads_option(),
 ) -> None:
     """Prune (and cluster) a checkpoint; write a .sparse file and print the size of each stage."""
+    check_inputs_exist(checkpoint, what="checkpoint")
+    from slimkit.cli.display import TrainProgress, make_table, progress_bar
+    from slimkit.data import load_dataset
+    from slimkit.io import write_json_atomic
+    from slimkit.techniques import compress, config_to_dict
+    from slimkit.techniques.cluster import ClusteringConfig
+    from slimkit.techniques.prune import (
+        GradualSchedule,
+        MagnitudePruningConfig,
+        compression_stages,
+        global_sparsity,
+        save_sparse,
+    )
+    from slimkit.threads import use_threads
+    from slimkit.train import evaluate, load_checkpoint
+
+    use_threads(threads)
     schedule = GradualSchedule(frequency=frequency, n_updates=gradual) if gradual else None
     configs: list[Any] = [
         MagnitudePruningConfig(

@@ -14,28 +14,19 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import optuna
 import typer
-from optuna.trial import TrialState
 
 from slimkit.cli.app import app, console, error_console
-from slimkit.cli.display import make_table, progress_bar
+from slimkit.cli.choices import SAMPLERS, STORAGE_WAIT_S, one_of
+from slimkit.cli.options import check_inputs_exist, threads_option
 from slimkit.errors import ConfigError
-from slimkit.report.table import format_bytes
-from slimkit.search import load_settings, run_search, search_front, work
-from slimkit.search.run import ATTR_CANDIDATE, ATTR_METRICS, ATTR_PLAN, SearchSettings
-from slimkit.search.space import TrialPlan
-from slimkit.search.spec import settings_from_file
-from slimkit.search.study import (
-    ATTR_ERROR,
-    ATTR_REUSE_OF,
-    DEFAULT_WAIT_S,
-    create_or_load_study,
-    open_storage,
-)
-from slimkit.search.validate import check_storage_url
+
+if TYPE_CHECKING:
+    import optuna
+
+    from slimkit.search.run import SearchSettings
 
 search_app = typer.Typer(
     help="Multi-objective search (Optuna): run, resume, show.", no_args_is_help=True
@@ -47,6 +38,11 @@ STORAGE_HELP = (
     "default: the run folder's journal file."
 )
 WAIT_HELP = "Seconds to wait out a database outage before stopping (exit 1)."
+SEARCH_THREADS = (
+    ", shared by the --workers (each computes on threads / workers); latency is timed on the "
+    "file's target threads"
+)
+WORKER_THREADS = "; latency is timed on the study's target threads"
 INTERRUPTED = (
     "interrupted: finished trials are kept; run the same command again to finish "
     "(interrupted trials are retried)"
@@ -61,6 +57,8 @@ def _interrupted() -> typer.Exit:
 def _check_run_options(storage: str | None, workers: int, wait_s: float) -> None:
     """Refuse bad command-line settings before anything is loaded."""
     if storage is not None:
+        from slimkit.search.validate import check_storage_url
+
         check_storage_url(storage, "--storage")
     if workers < 1:
         raise ConfigError(f"--workers must be >= 1; got {workers}")
@@ -69,6 +67,8 @@ def _check_run_options(storage: str | None, workers: int, wait_s: float) -> None
 
 
 def _quiet_optuna() -> None:
+    import optuna
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
@@ -76,9 +76,13 @@ def run_with_progress(
     settings: SearchSettings,
     storage: str | None,
     workers: int,
-    wait_s: float = DEFAULT_WAIT_S,
+    wait_s: float = STORAGE_WAIT_S,
+    threads: int | None = None,
 ) -> optuna.Study:
     """Run a search with one bar of finished trials (ETA) and a status line per stage."""
+    from slimkit.cli.display import progress_bar
+    from slimkit.search import run_search
+
     with progress_bar() as progress:
         task = progress.add_task("trials", total=settings.trials, info="")
 
@@ -86,14 +90,21 @@ def run_with_progress(
             progress.update(
                 task,
                 completed=counts["finished"],
-                info=f"{counts['running']} running, {counts['failed']} failed",
+                info=f"{counts['finished']} finished, {counts['running']} running, "
+                f"{counts['failed']} failed",
             )
 
         def say(message: str) -> None:
             progress.update(task, info=message)
 
         study = run_search(
-            settings, storage=storage, workers=workers, say=say, on_event=on_event, wait_s=wait_s
+            settings,
+            storage=storage,
+            workers=workers,
+            say=say,
+            on_event=on_event,
+            wait_s=wait_s,
+            threads=threads,
         )
         progress.update(task, completed=settings.trials)
     return study
@@ -107,19 +118,25 @@ def search_run(
     workers: int = typer.Option(1, help="Local worker processes."),
     storage: str = typer.Option(None, help=STORAGE_HELP),
     study: str = typer.Option(None, help="Study name (default: the file's, else 'search')."),
-    sampler: str = typer.Option(None, help="nsga2, tpe or random (overrides the file)."),
+    sampler: str = typer.Option(
+        None, **one_of(SAMPLERS), help="Sampler (default: the file's, else nsga2)."
+    ),
     seed: int = typer.Option(None, help="Sampler seed (overrides the file)."),
-    storage_wait: float = typer.Option(DEFAULT_WAIT_S, help=WAIT_HELP),
+    storage_wait: float = typer.Option(STORAGE_WAIT_S, help=WAIT_HELP),
+    threads: int | None = threads_option(SEARCH_THREADS),
 ) -> None:
     """Start a search, or resume it: finished trials are kept, killed ones retried."""
-    _quiet_optuna()
     _check_run_options(storage, workers, storage_wait)
+    check_inputs_exist(file, what="search file")
+    from slimkit.search.spec import settings_from_file
+
+    _quiet_optuna()
     settings = settings_from_file(
         file, out_dir=str(out), trials=trials, study=study, sampler=sampler, seed=seed
     )
     started = time.perf_counter()
     try:
-        result = run_with_progress(settings, storage, workers, storage_wait)
+        result = run_with_progress(settings, storage, workers, storage_wait, threads)
     except KeyboardInterrupt:
         raise _interrupted() from None
     console.print(f"search finished in {time.perf_counter() - started:.0f} s")
@@ -135,12 +152,16 @@ def search_show(
     all_trials: bool = typer.Option(False, "--all", help="List every trial, not only the front."),
 ) -> None:
     """List the Pareto front (or every trial) of a search."""
+    from slimkit.search.study import create_or_load_study, open_storage
+
     _quiet_optuna()
     backend = open_storage(storage, run) if storage else _existing_journal(run)
     show_study(create_or_load_study(study, backend, [], None), all_trials=all_trials)
 
 
 def _existing_journal(run: Path) -> Any:
+    from slimkit.search.study import open_storage
+
     if not (run / "study.journal").is_file():
         raise typer.BadParameter(f"{run} has no study.journal; pass the run folder or --storage")
     return open_storage(None, run)
@@ -161,16 +182,25 @@ def search_default_space() -> None:
 def worker_command(
     study: str = typer.Option(..., help="Study name to join."),
     storage: str = typer.Option(..., help="Shared storage URL (e.g. postgresql://...)."),
-    out: Path = typer.Option(None, help="Where this machine writes trial files."),
-    storage_wait: float = typer.Option(DEFAULT_WAIT_S, help=WAIT_HELP),
+    out: Path = typer.Option(
+        None,
+        help="Where this machine writes trial files (default: the study's own folder).",
+    ),
+    storage_wait: float = typer.Option(STORAGE_WAIT_S, help=WAIT_HELP),
+    threads: int | None = threads_option(WORKER_THREADS),
 ) -> None:
     """Join a search from another machine (or process): run trials until its budget is done."""
+    from slimkit.search import load_settings, work
+    from slimkit.search.study import create_or_load_study, open_storage
+    from slimkit.threads import use_threads
+
     _quiet_optuna()
     _check_run_options(storage, 1, storage_wait)
     backend = open_storage(storage, None, wait_s=storage_wait)
     settings = load_settings(
         create_or_load_study(study, backend, [], None), str(out) if out else None
     )
+    use_threads(threads)
     try:
         done = work(settings, storage, wait_s=storage_wait)
     except KeyboardInterrupt:
@@ -183,6 +213,8 @@ def _cell(value: Any, fmt: str = "{:.4f}") -> str:
 
 
 def _note(trial: optuna.trial.FrozenTrial) -> str:
+    from slimkit.search.study import ATTR_ERROR, ATTR_REUSE_OF
+
     attrs = trial.user_attrs
     if ATTR_REUSE_OF in attrs:
         return f"same plan as trial {attrs[ATTR_REUSE_OF]} (reused)"
@@ -191,6 +223,14 @@ def _note(trial: optuna.trial.FrozenTrial) -> str:
 
 def show_study(study: optuna.Study, *, all_trials: bool = False) -> None:
     """Print the front (or all trials) as a table."""
+    from optuna.trial import TrialState
+
+    from slimkit.cli.display import make_table
+    from slimkit.report.table import format_bytes
+    from slimkit.search import search_front
+    from slimkit.search.run import ATTR_CANDIDATE, ATTR_METRICS, ATTR_PLAN
+    from slimkit.search.space import TrialPlan
+
     front = {t.number for t in search_front(study)}
     trials = study.get_trials(deepcopy=False)
     rows = []

@@ -4,49 +4,73 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 import typer
 
 from slimkit.cli.app import app, console
-from slimkit.cli.display import TrainProgress, make_table, progress_bar
-from slimkit.cli.options import parse_key_values
-from slimkit.data import load_dataset, parse_data_spec
-from slimkit.io import write_json_atomic
-from slimkit.measure import count_costs
-from slimkit.models import DEFAULT_MODEL, create_model, model_spec_of
-from slimkit.train import TrainConfig, evaluate, save_checkpoint, train
+from slimkit.cli.choices import (
+    DATA_HELP,
+    DEFAULT_DATA,
+    DEFAULT_MODEL,
+    DEVICES,
+    MODELS,
+    OPTIMIZERS,
+    SCHEDULES,
+    TRAIN_DEFAULTS,
+    one_of,
+)
+from slimkit.cli.options import parse_key_values, threads_option
 
 
 @app.command("train")
 def train_command(
-    data: str = typer.Option(
-        "digits", help="Data spec: digits, mnist:PATH, fashion-mnist:PATH, idx:PATH."
+    data: str = typer.Option(DEFAULT_DATA, help=f"{DATA_HELP}."),
+    model: str = typer.Option(
+        DEFAULT_MODEL,
+        **one_of(MODELS, metavar="NAME"),
+        help=f"Registered model: {', '.join(MODELS)} (`slimkit models` shows their sizes).",
     ),
-    model: str = typer.Option(DEFAULT_MODEL, help="Registered model name (see `slimkit models`)."),
     model_arg: list[str] = typer.Option(
         None, "--model-arg", help="Model argument KEY=VALUE (repeatable)."
     ),
-    epochs: int = typer.Option(TrainConfig.epochs, help="Training epochs."),
-    batch_size: int = typer.Option(TrainConfig.batch_size, help="Samples per step."),
-    lr: float = typer.Option(TrainConfig.lr, help="Peak learning rate."),
-    optimizer: str = typer.Option(TrainConfig.optimizer, help="adam, adamw or sgd."),
-    weight_decay: float = typer.Option(TrainConfig.weight_decay, help="Weight decay."),
-    schedule: str = typer.Option(TrainConfig.schedule, help="cosine, step or constant."),
-    label_smoothing: float = typer.Option(TrainConfig.label_smoothing, help="Label smoothing."),
-    patience: int | None = typer.Option(None, help="Early stopping patience in epochs."),
+    epochs: int = typer.Option(TRAIN_DEFAULTS["epochs"], help="Training epochs."),
+    batch_size: int = typer.Option(TRAIN_DEFAULTS["batch_size"], help="Samples per step."),
+    lr: float = typer.Option(TRAIN_DEFAULTS["lr"], help="Peak learning rate."),
+    optimizer: str = typer.Option(
+        TRAIN_DEFAULTS["optimizer"], **one_of(OPTIMIZERS), help="Optimizer."
+    ),
+    weight_decay: float = typer.Option(TRAIN_DEFAULTS["weight_decay"], help="Weight decay."),
+    schedule: str = typer.Option(
+        TRAIN_DEFAULTS["schedule"],
+        **one_of(SCHEDULES),
+        help="Learning-rate schedule: cosine to 0, step (x0.1 at 50% and 75%) or constant.",
+    ),
+    label_smoothing: float = typer.Option(
+        TRAIN_DEFAULTS["label_smoothing"], help="Label smoothing."
+    ),
+    patience: int | None = typer.Option(
+        None, help="Early stopping patience in epochs (default: off)."
+    ),
     seed: int = typer.Option(0, help="Seed of the data split, initialisation and shuffling."),
     val_fraction: float = typer.Option(
         0.1, help="Fraction of training data held out for validation."
     ),
-    device: str = typer.Option("cpu", help="cpu, cuda or auto."),
-    threads: int | None = typer.Option(
-        None, help="PyTorch CPU threads (default: PyTorch's choice)."
-    ),
+    device: str = typer.Option("cpu", **one_of(DEVICES), help="auto: CUDA when present."),
+    threads: int | None = threads_option(),
     out: Path | None = typer.Option(
-        None, help="Checkpoint path [default: runs/train/MODEL-DATA.safetensors]."
+        None, help="Checkpoint path (default: runs/train/MODEL-DATA.safetensors)."
     ),
 ) -> None:
     """Train a model and save it as a checkpoint (weights + model spec), with a JSON summary."""
+    import torch
+
+    from slimkit.cli.display import TrainProgress, make_table, progress_bar
+    from slimkit.data import load_dataset, parse_data_spec
+    from slimkit.io import write_json_atomic
+    from slimkit.measure import count_costs
+    from slimkit.models import create_model, model_spec_of
+    from slimkit.threads import use_threads
+    from slimkit.train import TrainConfig, evaluate, save_checkpoint, train
+
     data_config = parse_data_spec(data, seed=seed, val_fraction=val_fraction)
     config = TrainConfig(
         epochs=epochs,
@@ -59,7 +83,7 @@ def train_command(
         early_stopping_patience=patience,
         seed=seed,
         device=device,
-        threads=threads,
+        threads=use_threads(threads),
     )
     kwargs = parse_key_values(model_arg)
     with console.status(f"loading {data_config.to_spec()}"):

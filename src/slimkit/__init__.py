@@ -8,6 +8,9 @@ The public verbs, one per stage of the flow::
     slimkit.export(model, "model.onnx")
     record = slimkit.measure("model.onnx", data, runtime="onnxruntime", reference=model)
     report = slimkit.optimize("recipes/digits.yaml")    # the whole flow from a recipe
+
+``progress=True`` on train, compress, measure and optimize shows tqdm bars; a function gets a
+:class:`ProgressEvent` per epoch, batch, step or trial (see :mod:`slimkit.progress`).
 """
 
 from __future__ import annotations
@@ -31,7 +34,9 @@ if TYPE_CHECKING:  # the names, for type checkers; at run time each is imported 
     )
     from slimkit.models import ModelSpec, create_model, list_models, register_model
     from slimkit.pipeline import Recipe, optimize  # type: ignore[no-redef]
+    from slimkit.progress import ProgressEvent
     from slimkit.runtime import Runner, list_runtimes, load_runtime, register_runtime
+    from slimkit.techniques import compress
     from slimkit.train import (
         Callback,
         TrainConfig,
@@ -59,6 +64,8 @@ _LAZY = {
     ),
     **dict.fromkeys(("ModelSpec", "create_model", "list_models", "register_model"), "models"),
     **dict.fromkeys(("Recipe", "optimize"), "pipeline"),
+    "ProgressEvent": "progress",
+    "compress": "techniques",
     **dict.fromkeys(("Runner", "list_runtimes", "load_runtime", "register_runtime"), "runtime"),
     **dict.fromkeys(
         (
@@ -87,20 +94,30 @@ def __dir__() -> list[str]:
     return sorted({*globals(), *_LAZY})
 
 
+def _verb(name: str) -> Any:
+    """A property that is the verb ``slimkit.NAME.NAME``, whatever the import system records."""
+
+    def get(self: types.ModuleType) -> Any:
+        return getattr(importlib.import_module(f"slimkit.{name}"), name)
+
+    def ignore(self: types.ModuleType, value: Any) -> None:  # the subpackage, set on import
+        pass
+
+    return property(get, ignore)
+
+
 class _Package(types.ModuleType):
-    """``slimkit.measure`` is the verb, though ``slimkit/measure/`` is also a subpackage.
+    """``slimkit.measure``, ``slimkit.train`` and ``slimkit.export`` are the verbs, though
+    ``slimkit/measure/``, ``slimkit/train/`` and ``slimkit/export/`` are also subpackages.
 
     Importing a submodule sets the parent's attribute to it; with the verbs loaded lazily that
-    would leave ``slimkit.measure`` the package. This property keeps the verb in its place.
+    would leave ``slimkit.measure`` the package (after ``import slimkit.measure``, or any module
+    that imports it). These properties keep the verbs in their place.
     """
 
-    @property
-    def measure(self) -> Any:
-        return importlib.import_module("slimkit.measure").measure
-
-    @measure.setter
-    def measure(self, value: Any) -> None:  # the import system records the subpackage here
-        pass
+    measure = _verb("measure")
+    train = _verb("train")
+    export = _verb("export")
 
 
 sys.modules[__name__].__class__ = _Package
@@ -116,6 +133,7 @@ __all__ = [
     "LatencyConfig",
     "MeasureRecord",
     "ModelSpec",
+    "ProgressEvent",
     "Recipe",
     "Runner",
     "SlimkitError",
@@ -123,6 +141,7 @@ __all__ = [
     "TrainResult",
     "__version__",
     "compare_logits",
+    "compress",
     "count_costs",
     "create_model",
     "environment",

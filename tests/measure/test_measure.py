@@ -11,6 +11,7 @@ from slimkit.data import Dataset
 from slimkit.errors import ConfigError
 from slimkit.export import export
 from slimkit.measure import LatencyConfig, count_costs, measure
+from slimkit.progress import ProgressEvent
 from slimkit.train import evaluate, save_checkpoint
 
 FAST = LatencyConfig(warmup=2, min_repeats=5, max_repeats=50, time_budget_s=0.3)
@@ -20,7 +21,7 @@ def test_onnxruntime_record(
     trained_lenet: torch.nn.Module, digits: Dataset, tmp_path: Path
 ) -> None:
     path = export(trained_lenet, tmp_path / "m.onnx").path
-    messages: list[str] = []
+    events: list[ProgressEvent] = []
     record = measure(
         path,
         digits,
@@ -29,7 +30,7 @@ def test_onnxruntime_record(
         threads=(1, 2),
         reference=trained_lenet,
         latency=FAST,
-        progress=messages.append,
+        progress=events.append,
     )
     _, eager_accuracy = evaluate(trained_lenet, digits.test)
     assert record.accuracy == pytest.approx(eager_accuracy)
@@ -48,7 +49,7 @@ def test_onnxruntime_record(
     assert record.model_spec is not None and record.model_spec["name"] == "lenet5"
     assert record.data is not None and record.data["source"] == "digits"
     assert record.environment["cpu"]
-    assert any("latency at batch 64" in m for m in messages)
+    assert any("latency at batch 64" in e.info for e in events)
 
 
 def test_pytorch_record_from_a_checkpoint(

@@ -20,11 +20,14 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
 
+from slimkit.cli.plain import ProgressConsole
 from slimkit.errors import SlimkitError
+from slimkit.logs import route_library_logs
 from slimkit.threads import prefer_passive_waiting
 
-# piped output (CI logs, files) gets wide tables instead of rich's 80-column default
-console = Console(width=None if sys.stdout.isatty() else 160)
+# piped output (CI logs, files) gets wide tables instead of rich's 80-column default, and its
+# spinners print a line per message (slimkit.cli.plain)
+console = ProgressConsole(width=None if sys.stdout.isatty() else 160)
 error_console = Console(stderr=True)
 
 app = typer.Typer(
@@ -57,13 +60,9 @@ def root(
 ) -> None:
     """slimkit: train, compress, export, run and measure models on real deployment runtimes."""
     _state["debug"] = debug
-    level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
-    logging.basicConfig(
-        level=level,
-        format="%(message)s",
-        handlers=[RichHandler(console=error_console, show_path=False)],
-        force=True,
-    )
+    # slimkit's records from WARNING (--verbose: INFO); other libraries' only with --debug
+    handler = RichHandler(console=error_console, show_path=False)
+    route_library_logs(handler, debug=debug, verbose=verbose)
     # torch.onnx logs a warning per missing torchvision operator; it is noise for slimkit users.
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     logging.getLogger("torchao").setLevel(logging.ERROR)  # warns about CUDA kernels on CPU

@@ -23,6 +23,8 @@ from slimkit.errors import ConfigError
 if TYPE_CHECKING:
     from rich.progress import TaskID
 
+    from slimkit.progress import ProgressEvent
+
 
 def read_technique_recipe(path: Path) -> list[Any]:
     """Technique configs from a YAML file with a ``techniques:`` list (safe loader, no code)."""
@@ -87,10 +89,12 @@ def run_compress(
     with progress_bar() as progress:
         tasks: dict[str, TaskID] = {}
 
-        def report(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = progress.add_task(stage, total=total, info="")
-            progress.update(tasks[stage], completed=done)
+        def report(event: ProgressEvent) -> None:
+            if event.stage == "train":  # the fine-tuning: TrainProgress shows it by steps
+                return
+            if event.stage not in tasks:
+                tasks[event.stage] = progress.add_task(event.stage, total=event.total, info="")
+            progress.update(tasks[event.stage], completed=event.done, info=event.info)
 
         compressed = compress(
             loaded.model,

@@ -16,6 +16,7 @@ from rich.progress import (
 from rich.table import Table
 
 from slimkit.cli.app import console
+from slimkit.cli.plain import PlainProgress
 from slimkit.measure import MeasureRecord
 from slimkit.report import records_table
 from slimkit.train import Callback, TrainState
@@ -47,8 +48,11 @@ def print_records(records: Sequence[MeasureRecord], title: str = "") -> None:
     console.print(make_table(header, rows, title))
 
 
-def progress_bar() -> Progress:
-    """A progress bar with a description, count, elapsed time and ETA."""
+def progress_bar() -> Progress | PlainProgress:
+    """A progress bar with a description, count, elapsed time and ETA; off a terminal (a pipe, a
+    log file), a plain line per message instead (:class:`~slimkit.cli.plain.PlainProgress`)."""
+    if not console.is_terminal:
+        return PlainProgress(console)
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -63,15 +67,18 @@ def progress_bar() -> Progress:
 
 
 class TrainProgress(Callback):
-    """Shows training as one bar over all optimizer steps, with the last validation accuracy."""
+    """Shows training as one bar over all optimizer steps, with the last epoch's loss and
+    validation accuracy (off a terminal: a line per epoch)."""
 
-    def __init__(self, progress: Progress, description: str = "train") -> None:
+    def __init__(self, progress: Progress | PlainProgress, description: str = "train") -> None:
         self.progress = progress
         self.description = description
         self.task: TaskID | None = None
 
     def on_train_start(self, state: TrainState) -> None:
-        self.task = self.progress.add_task(self.description, total=state.total_steps, info="")
+        self.task = self.progress.add_task(
+            self.description, total=state.total_steps, info="", count=False
+        )
 
     def on_step_end(self, state: TrainState) -> None:
         if self.task is not None and state.step % 10 == 0:
@@ -83,8 +90,8 @@ class TrainProgress(Callback):
             self.progress.update(
                 self.task,
                 completed=state.step,
-                info=f"epoch {last.epoch}/{state.config.epochs} "
-                f"val acc {100 * last.val_accuracy:.2f}%",
+                info=f"epoch {last.epoch}/{state.config.epochs} loss {last.train_loss:.4f} "
+                f"val {100 * last.val_accuracy:.2f}%",
             )
 
     def on_train_end(self, state: TrainState) -> None:

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from rich.status import Status
 
     from slimkit.measure import MeasureRecord
+    from slimkit.progress import ProgressEvent
 
 
 def runtime_for(path: Path) -> str:
@@ -49,8 +50,9 @@ def reference_checkpoint(path: Path, explicit: Path | None) -> Path | None:
         return None
 
 
-def _show(status: Status, file: str, message: str) -> None:
-    status.update(f"{file}: {message}")
+def _show(status: Status, file: str, event: ProgressEvent) -> None:
+    if event.done < (event.total or 0):  # the last event says "done": the table follows
+        status.update(f"{file}: {event.info}")
 
 
 @app.command("measure")

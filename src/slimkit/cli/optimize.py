@@ -26,16 +26,15 @@ RECIPE_THREADS = "; latency is timed on the recipe's target threads"
 
 def run_recipe(recipe: Recipe, out: Path | None, fresh: bool, threads: int | None = None) -> None:
     """Run a recipe with one progress bar (units: baseline, candidates, trials) and the table."""
-    import optuna
-
     from slimkit.cli.display import progress_bar
     from slimkit.cli.report import print_report
+    from slimkit.logs import route_optuna_logs
     from slimkit.measure import describe_cpu
     from slimkit.pipeline import optimize
     from slimkit.pipeline.optimize import remove_run_folder
     from slimkit.threads import use_threads
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    route_optuna_logs()  # Optuna's records through slimkit's filter: shown with --debug
     folder = out or Path("runs") / recipe.name
     if fresh:
         remove_run_folder(folder)

@@ -67,9 +67,9 @@ def _check_run_options(storage: str | None, workers: int, wait_s: float) -> None
 
 
 def _quiet_optuna() -> None:
-    import optuna
+    from slimkit.logs import route_optuna_logs
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    route_optuna_logs()  # Optuna's records through slimkit's filter: shown with --debug
 
 
 def run_with_progress(

@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from slimkit.errors import ConfigError, ExportError, MissingDependencyError, check_choice
+from slimkit.logs import native_output_captured
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +58,8 @@ def _executorch_xnnpack_quantizer() -> Any:
 def litert_quantizer() -> Any:
     """litert-torch's static, symmetric, per-channel ``PT2EQuantizer``."""
     try:
-        from litert_torch.quantize import pt2e_quantizer
+        with native_output_captured("litert-torch import"):  # TensorFlow's import banners
+            from litert_torch.quantize import pt2e_quantizer
     except ImportError as error:
         raise MissingDependencyError(
             'the LiteRT quantizer needs litert-torch: pip install "slimkit[litert]"'

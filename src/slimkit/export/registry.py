@@ -15,6 +15,7 @@ from typing import Any
 from torch import nn
 
 from slimkit.errors import ConfigError
+from slimkit.logs import native_output_captured
 
 
 @dataclass(frozen=True)
@@ -101,4 +102,5 @@ def export(
                 "input_shape is needed to export a model not built by slimkit.create_model; "
                 "pass input_shape=(C, H, W)"
             )
-    return info.function(model, Path(path), input_shape=tuple(input_shape), **options)
+    with native_output_captured(f"{format} export"):  # converters' C++ logging, TF banners
+        return info.function(model, Path(path), input_shape=tuple(input_shape), **options)

@@ -25,12 +25,11 @@ from slimkit.measure.environment import environment
 from slimkit.measure.latency import LatencyConfig, LatencyStats, measure_latency
 from slimkit.measure.parity import compare_logits
 from slimkit.measure.record import MeasureRecord
+from slimkit.progress import Progress, ProgressEvent, ProgressFn, reporting
 from slimkit.runtime import PyTorchRunner, Runner, load_runtime, predict_batches, runtime_info
 from slimkit.threads import current_threads
 
 logger = logging.getLogger(__name__)
-
-ProgressFn = Callable[[str], None]
 
 
 def _batch_of(x: np.ndarray, batch_size: int) -> np.ndarray:
@@ -111,7 +110,7 @@ def measure(
     reference: nn.Module | None = None,
     latency: LatencyConfig | None = None,
     name: str | None = None,
-    progress: ProgressFn | None = None,
+    progress: Progress = None,
     check_reference: bool = True,
 ) -> MeasureRecord:
     """Measure a model file (or a live model, for ``runtime="pytorch"``) on ``data``'s test split.
@@ -125,7 +124,10 @@ def measure(
         reference: the PyTorch model the file was exported from, for parity and MAC counting.
         latency: warm-up, repeats and budget of the latency harness.
         name: a label for the record (defaults to the file name or model spec name).
-        progress: called with a short message before each step (the CLI shows it).
+        progress: a :class:`~slimkit.progress.ProgressEvent` (stage ``measure``, steps done of
+            all, ``info`` the step starting: accuracy, parity, each latency setting) to a
+            function, a tqdm bar (``True``), nothing (``False``); ``None``: a bar in a notebook
+            only (see :mod:`slimkit.progress`).
         check_reference: refuse a ``reference`` that is not the model the file was made from
             (:func:`check_same_model`); ``False`` where the caller made the file from it and
             wants its parity reported however far off (the search, ``optimize``).
@@ -142,7 +144,54 @@ def measure(
         raise ConfigError(f"batch_sizes must be ints >= 1; got {list(batch_sizes)!r}")
     if not threads or any(not isinstance(t, int) or t < 1 for t in threads):
         raise ConfigError(f"threads must be ints >= 1; got {list(threads)!r}")
-    say = progress or (lambda message: None)
+    with reporting(progress) as report:
+        steps = _Steps(report, 1 + (reference is not None) + len(threads) * len(batch_sizes))
+        record = _measure(
+            model_or_path,
+            data,
+            runtime=runtime,
+            batch_sizes=batch_sizes,
+            threads=threads,
+            reference=reference,
+            latency=latency,
+            name=name,
+            say=steps.start,
+            check_reference=check_reference,
+        )
+        steps.finish()
+    return record
+
+
+class _Steps:
+    """``start(message)`` before each step of :func:`measure`: one event per step, numbered."""
+
+    def __init__(self, report: ProgressFn | None, total: int) -> None:
+        self.report, self.total, self.done = report, total, 0
+
+    def start(self, message: str) -> None:
+        if self.report is not None:
+            self.report(ProgressEvent("measure", min(self.done, self.total), self.total, message))
+        self.done += 1
+
+    def finish(self) -> None:
+        if self.report is not None:
+            self.report(ProgressEvent("measure", self.total, self.total, "done"))
+
+
+def _measure(
+    model_or_path: nn.Module | str | os.PathLike[str],
+    data: Dataset,
+    *,
+    runtime: str,
+    batch_sizes: Sequence[int],
+    threads: Sequence[int],
+    reference: nn.Module | None,
+    latency: LatencyConfig | None,
+    name: str | None,
+    say: Callable[[str], None],
+    check_reference: bool,
+) -> MeasureRecord:
+    """The body of :func:`measure`, its arguments checked; ``say`` before each step."""
     info = runtime_info(runtime)
     artifact: Path | None = None
 

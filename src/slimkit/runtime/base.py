@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from slimkit.errors import ConfigError, RuntimeLoadError
+from slimkit.logs import native_output_captured
 from slimkit.runtime.delegation import DelegationReport
 
 
@@ -50,7 +51,8 @@ class Runner(abc.ABC):
         self.threads = threads
         if not self.path.is_file():
             raise RuntimeLoadError(f"{self.name}: model file {self.path} does not exist")
-        self._load()
+        with native_output_captured(self.name):  # runtimes' C++ logging stays off the terminal
+            self._load()
 
     @abc.abstractmethod
     def _load(self) -> None:

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from slimkit.errors import ConfigError, MissingDependencyError, RuntimeLoadError
+from slimkit.logs import native_output_captured
 from slimkit.runtime.base import (
     Runner,
     check_identifier,
@@ -131,10 +132,12 @@ class ExecuTorchRunner(Runner):
         global _pool_resets
         pool = _threadpool()
         if pool._threadpool_get_thread_count() != self.threads:
-            pool._unsafe_reset_threadpool(self.threads)
+            with native_output_captured(self.name):  # "Resetting threadpool to N threads."
+                pool._unsafe_reset_threadpool(self.threads)
             _pool_resets += 1
         if getattr(self, "method", None) is not None and self._loaded_after != _pool_resets:
-            self._load_method()
+            with native_output_captured(self.name):
+                self._load_method()
 
     def _load_method(self) -> None:
         # a fresh Program: a Program caches its methods, and the cached one holds the old pool

@@ -18,9 +18,8 @@ import sys
 import threading
 from typing import Any
 
-import optuna
-
 from slimkit.errors import SlimkitError
+from slimkit.logs import debugging, route_library_logs, route_optuna_logs
 from slimkit.threads import prefer_passive_waiting, use_threads
 
 logger = logging.getLogger(__name__)
@@ -68,9 +67,12 @@ def child_worker(
     try:
         _die_with_parent(parent)
         use_threads(threads)
-        logging.basicConfig(level=logging.WARNING, format=f"worker {index}: %(message)s")
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter(f"worker {index}: %(message)s"))
+        # the parent's rule: slimkit's warnings, other libraries' records only with --debug
+        route_library_logs(handler, debug=debugging(), verbose=False)
         logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # torchvision-missing noise
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        route_optuna_logs()
         work(SearchSettings.from_dict(settings), storage, worker_index=index, wait_s=wait_s)
     except KeyboardInterrupt:
         code = 130  # quietly: the trial is marked for a retry, the parent reports

@@ -25,6 +25,7 @@ from torch import nn
 
 from slimkit.data import Dataset
 from slimkit.errors import ConfigError
+from slimkit.progress import Progress, ProgressEvent, ProgressFn, reporting
 from slimkit.threads import compute_threads
 
 logger = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ class CompressContext:
     data: Dataset | None = None
     calibration_data: torch.Tensor | None = None
     callbacks: Sequence[Any] = ()
-    progress: Callable[[str, int, int], None] | None = None
+    progress: ProgressFn | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def require_data(self, technique: str) -> Dataset:
@@ -136,7 +137,7 @@ def compress(
     data: Dataset | None = None,
     calibration_data: torch.Tensor | None = None,
     callbacks: Sequence[Any] = (),
-    progress: Callable[[str, int, int], None] | None = None,
+    progress: Progress = None,
     threads: int | None = None,
 ) -> nn.Module:
     """Apply technique configs in order and return the compressed model.
@@ -148,7 +149,10 @@ def compress(
         calibration_data: float inputs for calibration; defaults to the first training samples
             of ``data``.
         callbacks: training callbacks passed to techniques that train.
-        progress: ``progress(stage, done, total)`` for long steps (calibration, training).
+        progress: :class:`~slimkit.progress.ProgressEvent` s to a function (stage ``compress``:
+            techniques applied; ``calibrate``: batches; ``train``: epochs of a technique that
+            trains), a tqdm bar (``True``), nothing (``False``); ``None``: a bar in a notebook
+            only (see :mod:`slimkit.progress`).
         threads: CPU threads to compute with (None: the count in effect, else every CPU this
             process may use; see :mod:`slimkit.threads`).
 
@@ -156,12 +160,16 @@ def compress(
         >>> configs = [StaticInt8Config(calibration="mse")]
         >>> qmodel = compress(model, configs, calibration_data=x)  # doctest: +SKIP
     """
-    context = CompressContext(
-        data=data, calibration_data=calibration_data, callbacks=callbacks, progress=progress
-    )
-    with compute_threads(threads):
-        for config in configs:
-            info = _info_for(config)
-            logger.info("applying %s", info.name)
-            model = info.apply(model, config, context)
+    with reporting(progress) as report:
+        context = CompressContext(
+            data=data, calibration_data=calibration_data, callbacks=callbacks, progress=report
+        )
+        tell = report or (lambda event: None)
+        with compute_threads(threads):
+            for index, config in enumerate(configs):
+                info = _info_for(config)
+                logger.info("applying %s", info.name)
+                tell(ProgressEvent("compress", index, len(configs), info.name))
+                model = info.apply(model, config, context)
+        tell(ProgressEvent("compress", len(configs), len(configs), "done"))
     return model

@@ -10,6 +10,7 @@ from slimkit.train.checkpoint import (
 from slimkit.train.config import TrainConfig
 from slimkit.train.loop import (
     Callback,
+    EpochProgress,
     EpochStats,
     TrainResult,
     TrainState,
@@ -26,6 +27,7 @@ __all__ = [
     "Augmenter",
     "Callback",
     "Checkpoint",
+    "EpochProgress",
     "EpochStats",
     "TrainConfig",
     "TrainResult",

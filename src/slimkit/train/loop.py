@@ -34,6 +34,7 @@ from torch import nn
 
 from slimkit.data import Dataset, Split
 from slimkit.errors import ConfigError
+from slimkit.progress import Progress, ProgressEvent, ProgressFn, reporting
 from slimkit.threads import compute_threads
 from slimkit.train.augment import Augmenter
 from slimkit.train.config import TrainConfig
@@ -98,6 +99,22 @@ class Callback:
 
     def on_train_end(self, state: TrainState) -> None:
         """Called once, after the best weights were restored."""
+
+
+class EpochProgress(Callback):
+    """Reports training as :class:`~slimkit.progress.ProgressEvent` s: epochs done of epochs."""
+
+    def __init__(self, report: ProgressFn, stage: str = "train") -> None:
+        self.report = report
+        self.stage = stage
+
+    def on_train_start(self, state: TrainState) -> None:
+        self.report(ProgressEvent(self.stage, len(state.history), state.config.epochs))
+
+    def on_epoch_end(self, state: TrainState) -> None:
+        last = state.history[-1]
+        info = f"loss {last.train_loss:.4f} val {100 * last.val_accuracy:.2f}%"
+        self.report(ProgressEvent(self.stage, last.epoch, state.config.epochs, info))
 
 
 @dataclass(frozen=True)
@@ -225,6 +242,7 @@ def train(
     callbacks: Sequence[Callback] = (),
     loss_fn: LossFn | None = None,
     resume_file: str | os.PathLike[str] | None = None,
+    progress: Progress = None,
 ) -> TrainResult:
     """Fit ``model`` in place on ``data.train``, validating on ``data.val`` after every epoch.
 
@@ -243,10 +261,27 @@ def train(
             (a killed run), training continues after its last epoch and ends with the same
             weights as an uninterrupted run. The caller removes it when done with it.
             Callbacks keep no state across a resume.
+        progress: a :class:`~slimkit.progress.ProgressEvent` per epoch (stage ``train``) to a
+            function, a tqdm bar (``True``), nothing (``False``); ``None``: a bar in a notebook
+            only (see :mod:`slimkit.progress`).
 
     Returns:
         The per-epoch history, the best epoch and its validation accuracy.
     """
+    with reporting(progress) as report:
+        shown = (EpochProgress(report),) if report is not None else ()
+        return _fit(model, data, config, (*callbacks, *shown), loss_fn, resume_file)
+
+
+def _fit(
+    model: nn.Module,
+    data: Dataset,
+    config: TrainConfig | None,
+    callbacks: Sequence[Callback],
+    loss_fn: LossFn | None,
+    resume_file: str | os.PathLike[str] | None,
+) -> TrainResult:
+    """The loop of :func:`train`."""
     config = config or TrainConfig()
     if len(data.train) == 0 or len(data.val) == 0:
         raise ConfigError(

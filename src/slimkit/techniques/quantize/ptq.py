@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from slimkit.errors import ConfigError, check_choice
+from slimkit.progress import ProgressEvent
 from slimkit.techniques.quantize.calibrate import calibrate, check_calibration_data, correct_bias
 from slimkit.techniques.quantize.equalize import equalize
 from slimkit.techniques.quantize.graph import build_graph, trace
@@ -116,7 +117,7 @@ def quantize_static(
         callback = progress.progress
 
         def report(done: int, total: int) -> None:
-            callback("calibrate", done, total)
+            callback(ProgressEvent("calibrate", done, total))
 
     calibrate(
         graph,

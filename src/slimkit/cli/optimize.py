@@ -104,7 +104,10 @@ def packaged_recipe(name: str) -> Path:
 
 @app.command("demo")
 def demo_command(
-    out: Path = typer.Option(Path("runs/demo"), help="Run folder."),
+    out: Path = typer.Option(
+        Path("runs/digits"),
+        help="Run folder (the recipe's own: `slimkit optimize recipes/digits.yaml` resumes it).",
+    ),
     fresh: bool = typer.Option(False, "--fresh", help="Delete the run folder and start over."),
     threads: int | None = threads_option(RECIPE_THREADS),
 ) -> None:

@@ -14,8 +14,8 @@ Each parser's regression inputs (``Target.regressions``: the reproducers of fixe
 Prints a table (parser, inputs, ok, clean errors, foreign exceptions, hangs, crashes) and writes
 ``benchmarks/results/fuzz.json`` (command, commit, CPU, date, per-parser counts, the first failures
 of each kind with the file that replays them) after every parser. Failing inputs are kept under
-``benchmarks/results/fuzz/failures/`` (pickles of the input; replay one with
-``TARGETS[parser].check(pickle.load(file), tmp_dir)``).
+``benchmarks/results/fuzz/failures/`` (the input as tagged JSON; replay one with
+``TARGETS[parser].check(harness.loads(path.read_bytes()), tmp_dir)``: nothing is unpickled).
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import datetime as dt
 import hashlib
 import importlib.util
 import os
-import pickle
 import random
 import subprocess
 import sys
@@ -73,9 +72,8 @@ def _commit() -> str:
     return head + ("-dirty" if dirty else "")
 
 
-def _keep(folder: Path, parser: str, data: Any) -> Path:
-    blob = pickle.dumps(data)
-    path = folder / f"{parser}-{hashlib.sha256(blob).hexdigest()[:12]}.pickle"
+def _keep(folder: Path, parser: str, blob: bytes) -> Path:
+    path = folder / f"{parser}-{hashlib.sha256(blob).hexdigest()[:12]}.json"
     path.write_bytes(blob)
     return path
 
@@ -97,7 +95,7 @@ def soak(
         regression_kinds[outcome.kind] += 1
         if not outcome.passed:
             failures_dir.mkdir(parents=True, exist_ok=True)
-            saved = _keep(failures_dir, parser, data)
+            saved = _keep(failures_dir, parser, worker.dumps(data))
             print(f"  {parser} regression: {outcome.kind}: {outcome.detail[:200]} ({saved.name})")
     for index in range(args.count):
         rng = random.Random(f"{args.seed}:{parser}:{index}")
@@ -107,7 +105,7 @@ def soak(
         seconds += outcome.seconds
         if not outcome.passed:
             failures_dir.mkdir(parents=True, exist_ok=True)
-            saved = _keep(failures_dir, parser, data)
+            saved = _keep(failures_dir, parser, worker.dumps(data))
             print(f"  {parser} #{index}: {outcome.kind}: {outcome.detail[:200]} ({saved.name})")
             if sum(f["kind"] == outcome.kind for f in failures) < KEPT_PER_KIND:
                 failures.append(

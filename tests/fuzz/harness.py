@@ -1,12 +1,12 @@
 """Run fuzz inputs in a persistent child process, so that a hang or a crash is counted, not fatal.
 
 A :class:`Worker` starts ``python harness.py --child`` once and sends it one input at a time
-(length-prefixed pickles on the child's stdin/stdout); the child runs the target's ``check`` and
-answers with an :class:`Outcome`. When no answer comes within the timeout the child is killed and
-the input counted as a hang; when the child dies (a segfault in a native runtime, an abort) the
-input is counted as a crash. Either way the next input starts a fresh child, which first runs one
-seed input of the target (its warm-up: imports and first-call allocations, so that memory bounds
-measure the input, not the imports).
+(length-prefixed JSON on the child's stdin/stdout, see :func:`dumps`: nothing is unpickled); the
+child runs the target's ``check`` and answers with an :class:`Outcome`. When no answer comes within
+the timeout the child is killed and the input counted as a hang; when the child dies (a segfault in
+a native runtime, an abort) the input is counted as a crash. Either way the next input starts a
+fresh child, which first runs one seed input of the target (its warm-up: imports and first-call
+allocations, so that memory bounds measure the input, not the imports).
 
 The child limits its address space (``--memory``), so that an input that makes a parser allocate
 without bound fails there (MemoryError, or an abort) instead of taking the machine.
@@ -16,8 +16,10 @@ Used by ``tests/fuzz/test_fuzz.py`` and ``benchmarks/fuzz.py``.
 
 from __future__ import annotations
 
+import base64
+import json
+import math
 import os
-import pickle
 import select
 import signal
 import struct
@@ -50,8 +52,51 @@ class Outcome:
         return self.kind in ("ok", "clean")
 
 
+def _tagged(value: Any) -> Any:
+    """``value`` as plain JSON: bytes, tuples, non-finite floats and dicts with any keys tagged."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else {"float": repr(value)}
+    if isinstance(value, bytes | bytearray):
+        return {"bytes": base64.b64encode(bytes(value)).decode("ascii")}
+    if isinstance(value, list):
+        return [_tagged(v) for v in value]
+    if isinstance(value, tuple):
+        return {"tuple": [_tagged(v) for v in value]}
+    if isinstance(value, dict):
+        return {"dict": [[_tagged(k), _tagged(v)] for k, v in value.items()]}
+    raise TypeError(f"a fuzz input cannot hold a {type(value).__name__}")
+
+
+def _untagged(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_untagged(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    ((tag, body),) = value.items()
+    if tag == "float":
+        return float(body)
+    if tag == "bytes":
+        return base64.b64decode(body)
+    if tag == "tuple":
+        return tuple(_untagged(v) for v in body)
+    return {_untagged(k): _untagged(v) for k, v in body}
+
+
+def dumps(value: Any) -> bytes:
+    """A fuzz input (or an answer) as JSON bytes: how inputs cross the pipe and are kept on disk
+    (``benchmarks/results/fuzz/failures/*.json``); :func:`loads` reads them back."""
+    return json.dumps(_tagged(value), separators=(",", ":")).encode("utf-8")
+
+
+def loads(blob: bytes) -> Any:
+    """The value :func:`dumps` wrote (plain data only: no code runs)."""
+    return _untagged(json.loads(blob))
+
+
 def _send(stream: IO[bytes], value: Any) -> None:
-    payload = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    payload = dumps(value)
     stream.write(_HEADER.pack(len(payload)) + payload)
     stream.flush()
 
@@ -69,7 +114,7 @@ def _read_exactly(stream: IO[bytes], size: int) -> bytes:
 
 def _receive(stream: IO[bytes]) -> Any:
     (size,) = _HEADER.unpack(_read_exactly(stream, _HEADER.size))
-    return pickle.loads(_read_exactly(stream, size))
+    return loads(_read_exactly(stream, size))
 
 
 class Worker:
@@ -158,11 +203,16 @@ class Worker:
                     "hang", f"no answer in {timeout:.0f} s", time.perf_counter() - started
                 )
             kind, detail, seconds = _receive(process.stdout)
-        except (EOFError, OSError, pickle.UnpicklingError):
+        except (EOFError, OSError, ValueError):
             code = self._kill()
             name = signal.Signals(-code).name if code is not None and code < 0 else f"exit {code}"
             return Outcome("crash", f"the child died ({name})", time.perf_counter() - started)
         return Outcome(kind, detail, seconds)
+
+    @staticmethod
+    def dumps(data: Any) -> bytes:
+        """An input as the bytes a failure file keeps (see :func:`dumps`)."""
+        return dumps(data)
 
     def run(self, target: str, data: Any) -> Outcome:
         """Run one input of ``target`` in the child; never raises for what the input does."""
@@ -209,7 +259,6 @@ def _child(memory: int | None) -> None:
                 kind, detail = "foreign", str(error) or traceback.format_exc(limit=3)
             except BaseException as error:  # a bug of the check itself counts as a failure too
                 kind, detail = "foreign", f"the check raised {type(error).__name__}: {error}"
-            # a plain tuple: Outcome here would pickle as __main__.Outcome
             _send(protocol, (kind, detail[:2000], time.perf_counter() - started))
             _remove(work)
 

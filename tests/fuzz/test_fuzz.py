@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import pickle
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import Worker
+from harness import Worker, dumps
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from targets import TARGETS
@@ -33,8 +32,8 @@ def _skip_unavailable(name: str) -> None:
 
 
 def _save(folder: Path, name: str, data: Any) -> Path:
-    blob = pickle.dumps(data)
-    path = folder / f"{name}-{hashlib.sha256(blob).hexdigest()[:12]}.pickle"
+    blob = dumps(data)
+    path = folder / f"{name}-{hashlib.sha256(blob).hexdigest()[:12]}.json"
     path.write_bytes(blob)
     return path
 
@@ -85,3 +84,19 @@ def test_fuzz(name: str, fuzz_seeds: Seeds, fuzz_worker: Worker, tmp_path: Path)
             raise AssertionError(f"{name}: {outcome.kind}: {outcome.detail} (input: {saved})")
 
     run()
+
+
+def test_inputs_cross_the_pipe_and_the_disk_as_json_not_pickles() -> None:
+    from harness import loads
+
+    value = {
+        "bytes": b"\x00\xff IDX",
+        1: (2.5, float("inf"), None, True),
+        "nested": [{"a": b""}, ("x",)],
+    }
+    blob = dumps(value)
+    assert blob.startswith(b"{") and loads(blob) == value
+    nan = loads(dumps(float("nan")))
+    assert nan != nan  # NaN survives as NaN
+    with pytest.raises(TypeError, match="cannot hold a set"):
+        dumps({1, 2})

@@ -25,6 +25,7 @@ from slimkit.search.study import (
     ATTR_RETRIED,
     ATTR_RETRY_OF,
     ATTR_WORKER,
+    StorageError,
     create_or_load_study,
     open_storage,
 )
@@ -168,3 +169,30 @@ def test_a_long_outage_ends_the_worker_with_one_line(
     exact_budget(study, 2)
     lost = study.trials[running.number]  # the trial of the worker that gave up is retried
     assert lost.state == TrialState.FAIL and lost.user_attrs[ATTR_RETRIED]
+
+
+def test_a_worker_started_during_an_outage_waits_for_the_database(
+    postgres_server: LocalPostgres, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by the fault soak: a worker whose first connection met a restarting server exited 1
+    at once; now the first connection waits like every later one (--storage-wait)."""
+    import threading
+
+    postgres_server.stop("immediate")
+    with pytest.raises(StorageError, match="cannot open the study storage"):
+        open_storage(postgres_server.url, None, wait_s=0)  # nothing to wait: one line at once
+    restart = threading.Timer(3.0, postgres_server.start)
+    restart.start()
+    try:
+        storage = open_storage(postgres_server.url, None, wait_s=600)  # returns once it is up
+    finally:
+        restart.join()
+    assert optuna.get_all_study_names(storage) is not None
+
+    # a host that does not resolve never comes up: no waiting for it
+    def no_waiting(seconds: float) -> None:
+        raise AssertionError(f"waited {seconds} s for a URL that cannot work")
+
+    monkeypatch.setattr(time, "sleep", no_waiting)
+    with pytest.raises(StorageError, match=r"nonexistent\.invalid"):
+        open_storage("postgresql://postgres@nonexistent.invalid/slimkit", None, wait_s=600)

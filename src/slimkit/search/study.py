@@ -71,6 +71,7 @@ from slimkit.search.reconnect import (
     DEFAULT_WAIT_S,
     ReconnectingStorage,
     StorageUnreachableError,
+    is_connection_error,
 )
 
 logger = logging.getLogger(__name__)
@@ -150,16 +151,9 @@ def open_storage(
         return open_journal(str(folder / "study.journal"))
     if storage.startswith("journal:"):
         return open_journal(storage.split(":", 1)[1])
-    try:
-        from optuna.storages import _CachedStorage
+    from optuna.storages import _CachedStorage
 
-        rdb = optuna.storages.RDBStorage(storage, engine_kwargs={"pool_pre_ping": True})
-    except Exception as error:  # SQLAlchemy/driver errors: one line, password hidden
-        raise StorageError(
-            f"cannot open the study storage {_redact(storage)}: {_reason(error, storage)} "
-            "(check the URL, that the server is running and reachable, and the driver: "
-            "pip install 'psycopg[binary]' for postgresql://)"
-        ) from None
+    rdb = _open_database(storage, wait_s)
     # the abstract methods are filled in by reconnect.py's delegation loop
     return ReconnectingStorage(  # type: ignore[abstract]
         _CachedStorage(rdb),
@@ -167,6 +161,51 @@ def open_storage(
         wait_s=wait_s,
         redact=lambda text: redact_text(text, storage),
     )
+
+
+# a driver's words for a URL that will never work: fail at once instead of waiting
+PERMANENT = (
+    "could not translate host name",
+    "name or service not known",
+    "nodename nor servname",
+    "authentication failed",
+    "no password supplied",
+    "does not exist",
+)
+
+
+def _open_database(storage: str, wait_s: float) -> Any:
+    """Optuna's RDB storage for ``storage``; a server that refuses connections (restarting, not
+    up yet) is waited for up to ``wait_s`` seconds, as a lost connection is later on."""
+    deadline, delay = time.monotonic() + wait_s, 0.25
+    while True:
+        try:
+            return optuna.storages.RDBStorage(storage, engine_kwargs={"pool_pre_ping": True})
+        except Exception as error:  # SQLAlchemy/driver errors: one line, password hidden
+            reason = _reason(error, storage)
+            left = deadline - time.monotonic()
+            if is_connection_error(error) and left > 0 and not _permanent(error):
+                if delay == 0.25:
+                    logger.warning(
+                        "cannot reach the study storage %s yet (%s); retrying for up to %.0f s "
+                        "(--storage-wait)",
+                        _redact(storage),
+                        reason,
+                        wait_s,
+                    )
+                time.sleep(min(delay, left))
+                delay = min(delay * 2, 5.0)
+                continue
+            raise StorageError(
+                f"cannot open the study storage {_redact(storage)}: {reason} "
+                "(check the URL, that the server is running and reachable, and the driver: "
+                "pip install 'psycopg[binary]' for postgresql://)"
+            ) from None
+
+
+def _permanent(error: BaseException) -> bool:
+    text = " ".join(str(e) for e in (error, error.__cause__, error.__context__) if e).lower()
+    return any(marker in text for marker in PERMANENT)
 
 
 def open_journal(path: str) -> optuna.storages.JournalStorage:

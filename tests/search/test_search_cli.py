@@ -75,7 +75,11 @@ def test_search_run_show_and_rerun(tmp_path: Path, tiny_space: dict) -> None:
     [
         ({"space": {"model": {"nope": {}}}}, [], "unknown model 'nope'"),
         ({"space": {}, "trails": 3}, [], "trails: unknown key"),
-        ({"space": {}}, ["--storage", "postgresql://u:pw@127.0.0.1:1/x"], "***@127.0.0.1:1"),
+        (
+            {"space": {}},
+            ["--storage", "postgresql://u:pw@127.0.0.1:1/x", "--storage-wait", "0"],
+            "***@127.0.0.1:1",
+        ),
     ],
 )
 def test_bad_search_input_is_one_line(

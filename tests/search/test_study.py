@@ -144,12 +144,12 @@ def test_changed_settings_are_refused_and_trials_kept(tmp_path: Path) -> None:
 
 def test_unreachable_storage_is_one_line() -> None:
     with pytest.raises(StorageError, match=r"cannot open the study storage postgresql://\*\*\*@"):
-        open_storage("postgresql://user:secret@127.0.0.1:1/nowhere", None)
+        open_storage("postgresql://user:secret@127.0.0.1:1/nowhere", None, wait_s=0)
 
 
 def test_no_piece_of_a_password_leaks_from_a_url_that_parses_wrong() -> None:
     with pytest.raises(StorageError) as raised:  # the driver saw host 'ss'
-        open_storage("postgresql://user:p@ss/w#rd@127.0.0.1:1/nowhere", None)
+        open_storage("postgresql://user:p@ss/w#rd@127.0.0.1:1/nowhere", None, wait_s=0)
     message = str(raised.value)
     assert "'ss'" not in message and "w#rd" not in message and "percent-encode" in message
 

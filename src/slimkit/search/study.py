@@ -163,6 +163,7 @@ def open_storage(
     )
 
 
+START_WAIT_S = 30.0  # the most a first connection waits for a server that refuses it
 # a driver's words for a URL that will never work: fail at once instead of waiting
 PERMANENT = (
     "could not translate host name",
@@ -176,7 +177,9 @@ PERMANENT = (
 
 def _open_database(storage: str, wait_s: float) -> Any:
     """Optuna's RDB storage for ``storage``; a server that refuses connections (restarting, not
-    up yet) is waited for up to ``wait_s`` seconds, as a lost connection is later on."""
+    up yet) is waited for up to ``wait_s`` seconds but at most :data:`START_WAIT_S` (a restart
+    takes seconds; a mistyped port should not keep a user waiting for minutes)."""
+    wait_s = min(wait_s, START_WAIT_S)
     deadline, delay = time.monotonic() + wait_s, 0.25
     while True:
         try:

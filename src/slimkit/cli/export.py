@@ -80,8 +80,8 @@ def export_command(
 ) -> None:
     """Export a checkpoint for a runtime and check that the runtime computes the same logits.
 
-    The file is named for what it is, beside the checkpoint: ``m.onnx``, ``m.int8.onnx``,
-    ``m.tflite``, ``m.b64.tflite``, ``m.int8.b64.pte``, ``m.tflm.tflite`` (+ ``.h``/``.c``).
+    The file is named for what it is, beside the checkpoint: m.onnx, m.int8.onnx, m.tflite,
+    m.b64.tflite, m.int8.b64.pte, m.tflm.tflite (+ .h/.c); an existing file needs --force.
     """
     check_inputs_exist(checkpoint, what="checkpoint")
     from slimkit.cli.display import make_table

@@ -21,14 +21,9 @@ from torch import nn
 from slimkit.data import Dataset
 from slimkit.train import save_checkpoint
 
-pytestmark = pytest.mark.skipif(shutil.which("slimkit") is None, reason="slimkit is not installed")
+from .conftest import LIBRARY_LINE
 
-# a library's logger or native log on the terminal (the README commands' test uses the same)
-LIBRARY_LINE = re.compile(
-    r"^[WIEF]\d{4} \d\d:\d\d|\.(?:cpp|cc|h):\d+\]|\b\w*Warning: |torchvision|oneDNN|"
-    r"tensorflow|TF_ENABLE|absl::|^\s*warnings\.warn|XNNPACK delegate",
-    flags=re.M,
-)
+pytestmark = pytest.mark.skipif(shutil.which("slimkit") is None, reason="slimkit is not installed")
 
 
 def _slimkit(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -18,17 +18,11 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import LIBRARY_LINE
+
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 
-# What a library's logger or native log looks like when it reaches the terminal: absl/glog lines
-# (``W0000 00:00:...``, ``I1207 ...``), ExecuTorch's ``[file.cpp:71]``, Python warnings
-# (``UserWarning:`` ...), torch.onnx's torchvision notes, TensorFlow/oneDNN banners.
-LIBRARY_LINE = re.compile(
-    r"^[WIEF]\d{4} \d\d:\d\d|\.(?:cpp|cc|h):\d+\]|\b\w*Warning: |torchvision|oneDNN|"
-    r"tensorflow|TF_ENABLE|absl::|^\s*warnings\.warn",
-    flags=re.M,
-)
 NEEDS = {"mnist": "MNIST", "postgresql://": "a PostgreSQL server"}
 
 

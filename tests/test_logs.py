@@ -16,6 +16,10 @@ def test_what_native_code_writes_is_captured(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv(DEBUG_ENV, raising=False)
+    # no terminal handler left on the root logger by an earlier in-process command: this test
+    # is about the raw native line, which must not reach file descriptor 2
+    kept = [h for h in logging.root.handlers if type(h).__module__.startswith("_pytest")]
+    monkeypatch.setattr(logging.root, "handlers", kept)
     line = "[threadpool.cpp:66] Resetting threadpool to 1 threads."
     with caplog.at_level(logging.DEBUG), native_output_captured("runtime") as native:
         os.write(2, f"{line}\n".encode())

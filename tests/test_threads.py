@@ -19,8 +19,10 @@ from slimkit.errors import ConfigError
 
 @pytest.fixture
 def four_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
-    """This process may use CPUs 0-3 (whatever the machine has)."""
+    """This process may use CPUs 0-3 (whatever the machine has), and no count is in effect (an
+    earlier test's command may have called use_threads in this process)."""
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    monkeypatch.setattr(policy, "_current", None)
 
 
 def test_default_is_every_cpu_this_process_may_use() -> None:

@@ -140,7 +140,7 @@ def test_ctrl_c_three_times_then_the_search_finishes(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--sampler", "bogus"], "sampler: expected one of"),
+        (["--sampler", "bogus"], "'bogus' is not one of nsga2, tpe, random"),
         (["--trials", "0"], "trials: expected an int"),
         (["--workers", "0"], "--workers must be >= 1"),
         (["--storage", "postgresql://u:pw@host:notaport/db"], "is not a valid database URL"),

@@ -9,6 +9,7 @@ import pytest
 
 from slimkit.errors import ConfigError
 from slimkit.techniques.quantize.scheme import (
+    WEIGHT_RANGE_ENV,
     activation_qparams,
     dequantize,
     multiply_by_quantized_multiplier,
@@ -17,6 +18,7 @@ from slimkit.techniques.quantize.scheme import (
     requantize,
     rounding_shift_right,
     weight_qparams,
+    weight_range,
 )
 
 
@@ -95,13 +97,48 @@ def test_round_trip_error_is_at_most_half_a_step() -> None:
     assert error.max() <= params.scale[0] / 2 + 1e-12
 
 
-def test_weights_are_symmetric_per_channel() -> None:
+def test_weights_are_symmetric_per_channel(monkeypatch: pytest.MonkeyPatch) -> None:
     w = np.array([[0.5, -1.0], [0.01, 0.02]])
+    monkeypatch.setenv(WEIGHT_RANGE_ENV, "full")
     params = weight_qparams(w, per_channel=True)
     q = quantize(w, params)
     assert params.zero_point.tolist() == [0, 0]
     assert q.tolist() == [[64, -127], [64, 127]]
     assert weight_qparams(w, per_channel=False).scale.tolist() == [1.0 / 127]
+    monkeypatch.setenv(WEIGHT_RANGE_ENV, "reduced")  # ONNX Runtime's reduce_range: 7 bits
+    params = weight_qparams(w, per_channel=True)
+    assert (params.qmin, params.qmax) == (-63, 63)
+    assert quantize(w, params).tolist() == [[32, -63], [32, 63]]
+
+
+@pytest.mark.parametrize(
+    ("machine", "flags", "saturates"),
+    [
+        ("x86_64", ("avx2", "fma"), True),  # AVX2 only: vpmaddubsw adds into int16
+        ("x86_64", ("avx2", "avx512f", "avx512bw"), True),  # AVX-512 without VNNI
+        ("x86_64", ("avx2", "avx512f", "avx512_vnni"), False),
+        ("x86_64", ("avx2", "avx_vnni"), False),
+        ("aarch64", ("asimd", "asimddp"), False),
+        ("x86_64", (), False),  # flags unknown: nothing to decide on
+    ],
+)
+def test_weight_range_follows_the_cpu(
+    monkeypatch: pytest.MonkeyPatch, machine: str, flags: tuple[str, ...], saturates: bool
+) -> None:
+    import platform
+
+    from slimkit import cpu
+
+    monkeypatch.setattr(platform, "machine", lambda: machine)
+    monkeypatch.setattr(cpu, "cpu_info", lambda: ("a CPU", flags))
+    assert cpu.int8_saturates() is saturates
+    monkeypatch.delenv(WEIGHT_RANGE_ENV, raising=False)
+    assert weight_range() == ((-63, 63) if saturates else (-127, 127))
+    monkeypatch.setenv(WEIGHT_RANGE_ENV, "full")
+    assert weight_range() == (-127, 127)
+    monkeypatch.setenv(WEIGHT_RANGE_ENV, "6bit")
+    with pytest.raises(ConfigError, match="must be auto, full or reduced; got '6bit'"):
+        weight_range()
 
 
 def test_nan_range_is_an_error() -> None:

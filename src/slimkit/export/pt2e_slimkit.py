@@ -178,17 +178,20 @@ def _weight_spec(params: Any) -> Any:
     from torchao.quantization.pt2e.quantizer import QuantizationSpec
 
     per_channel = params.axis is not None
+    # the runtimes' int8 weights are [-127, 127]; slimkit's reduced range ([-63, 63], see
+    # slimkit.techniques.quantize.scheme.weight_range) lies inside it by its scales
+    qmin, qmax = min(int(params.qmin), -127), max(int(params.qmax), 127)
     return QuantizationSpec(
         dtype=torch.int8,
         observer_or_fake_quant_ctr=fixed_observer_class().with_args(
             scale=[float(s) for s in params.scale],
             zero_point=[int(z) for z in params.zero_point],
-            quant_min=int(params.qmin),
-            quant_max=int(params.qmax),
+            quant_min=qmin,
+            quant_max=qmax,
             ch_axis=params.axis,
         ),
-        quant_min=int(params.qmin),
-        quant_max=int(params.qmax),
+        quant_min=qmin,
+        quant_max=qmax,
         qscheme=torch.per_channel_symmetric if per_channel else torch.per_tensor_symmetric,
         ch_axis=params.axis if per_channel else None,
     )

@@ -13,6 +13,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from slimkit.cpu import cpu_info
+
 CPU_FEATURES = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8")
 PACKAGES = (
     "slimkit",
@@ -29,17 +31,8 @@ PACKAGES = (
 
 
 def _cpuinfo() -> tuple[str, list[str]]:
-    model: str = platform.processor() or platform.machine()
-    flags: list[str] = []
-    path = Path("/proc/cpuinfo")
-    if path.is_file():
-        for line in path.read_text(errors="replace").splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and value.strip():
-                model = value.strip()
-            elif key.strip() == "flags" and not flags:
-                flags = value.split()
-    return model, flags
+    model, flags = cpu_info()
+    return model, list(flags)
 
 
 def _read(path: str) -> str | None:

@@ -34,10 +34,10 @@ from slimkit.techniques.quantize.model import (
 )
 from slimkit.techniques.quantize.observers import list_observers
 from slimkit.techniques.quantize.scheme import (
-    WEIGHT_RANGE,
     QParams,
     activation_qparams,
     weight_qparams,
+    weight_range,
 )
 from slimkit.techniques.registry import CompressContext, register_technique
 from slimkit.train import Callback, TrainConfig, TrainState, train
@@ -164,7 +164,7 @@ class QATLayer(nn.Module):
     def quantized_weight(self) -> torch.Tensor:
         """The folded weight after fake quantization."""
         weight = self._folded_weight()
-        qmin, qmax = WEIGHT_RANGE
+        qmin, qmax = weight_range()
         if self.learn_scale:
             scale = scale_gradient(
                 self.weight_scale.abs().clamp_min(1e-12), 1.0 / math.sqrt(weight[0].numel() * qmax)
@@ -342,7 +342,7 @@ def convert(qat: QATModel, config: object = None) -> QuantizedModel:
             assert isinstance(layer, QATLayer)
             op.weight, op.bias = layer.folded()
             op.attrs.pop("batch_norm", None)
-            qmin, qmax = WEIGHT_RANGE
+            qmin, qmax = weight_range()
             if layer.learn_scale:
                 scale = layer.weight_scale.detach().abs().clamp_min(1e-12).double().numpy()
                 op.weight_qparams = QParams(
@@ -435,7 +435,7 @@ def quantization_aware_training(
         raise ConfigError(f"QAT needs a slimkit Dataset; got {type(data).__name__}")
     qat = prepare_qat(
         model,
-        data.train.x[: config.calibration_samples],
+        data.train.head(config.calibration_samples),
         calibration=config.calibration,
         per_channel=config.per_channel,
         activation_dtype=config.activation_dtype,

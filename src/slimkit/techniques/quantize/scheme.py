@@ -2,7 +2,8 @@
 
 A real value ``r`` is represented by an integer ``q`` as ``r = S (q - Z)`` with a float scale
 ``S > 0`` and an integer zero point ``Z`` that represents 0.0 exactly. Weights are symmetric int8
-(``Z = 0``, range [-127, 127]), per tensor or per output channel; activations are int8 or uint8,
+(``Z = 0``, range [-127, 127], or [-63, 63] where ONNX Runtime's kernels would saturate: see
+:func:`weight_range`), per tensor or per output channel; activations are int8 or uint8,
 asymmetric. Biases are int32 with scale ``S_w · S_x`` and zero point 0.
 
 Requantization multiplies an int32 accumulator by ``M = S_x S_w / S_y`` in fixed point:
@@ -17,6 +18,7 @@ Integer-Arithmetic-Only Inference", CVPR 2018.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,10 +27,29 @@ import numpy as np
 from slimkit.errors import ConfigError
 
 DTYPE_RANGES = {"int8": (-128, 127), "uint8": (0, 255), "int32": (-(2**31), 2**31 - 1)}
-WEIGHT_RANGE = (
-    -127,
-    127,
-)  # symmetric int8 weights use the restricted range, as ONNX Runtime/TFLite
+# symmetric int8 weights use the restricted range, as ONNX Runtime and TFLite do; "reduced" is
+# ONNX Runtime's reduce_range (7 bits), which its kernels on x86 without VNNI need
+WEIGHT_RANGES = {"full": (-127, 127), "reduced": (-63, 63)}
+WEIGHT_RANGE_ENV = "SLIMKIT_INT8_WEIGHTS"  # auto (the default), full or reduced
+
+
+def weight_range() -> tuple[int, int]:
+    """The int8 weight range: [-127, 127], or [-63, 63] on a CPU where ONNX Runtime's int8
+    kernels saturate (x86-64 without VNNI, :func:`slimkit.cpu.int8_saturates`).
+
+    ``SLIMKIT_INT8_WEIGHTS=full`` or ``reduced`` forces one (for a file built here to run on
+    another CPU). The range is recorded in every quantized tensor's parameters (``qmin``,
+    ``qmax``), so the integer reference and every export use the same one.
+    """
+    choice = os.environ.get(WEIGHT_RANGE_ENV, "auto").strip().lower() or "auto"
+    if choice == "auto":
+        from slimkit.cpu import int8_saturates
+
+        choice = "reduced" if int8_saturates() else "full"
+    if choice not in WEIGHT_RANGES:
+        given = os.environ[WEIGHT_RANGE_ENV]
+        raise ConfigError(f"{WEIGHT_RANGE_ENV} must be auto, full or reduced; got {given!r}")
+    return WEIGHT_RANGES[choice]
 
 
 @dataclass(frozen=True)
@@ -103,7 +124,7 @@ def weight_qparams(
         per_channel: one scale per output channel (else one for the tensor).
         max_abs: optional clipping magnitude(s) to use instead of the weight's own max |w|.
     """
-    qmin, qmax = WEIGHT_RANGE
+    qmin, qmax = weight_range()
     if max_abs is None:
         flat = (
             np.abs(weight.reshape(weight.shape[0], -1))

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from slimkit.data import Dataset, Split, load_dataset
+from slimkit.data import Dataset, Split, TensorSplit, load_dataset
 from slimkit.io import write_json_atomic
 from slimkit.measure import describe_cpu, environment
 from slimkit.models import create_model
@@ -213,8 +213,8 @@ def without_class(data: Dataset, label: int) -> Dataset:
     val_keep = data.val.y != label
     return dataclasses.replace(
         data,
-        train=Split(data.train.x[train_keep], data.train.y[train_keep]),
-        val=Split(data.val.x[val_keep], data.val.y[val_keep]),
+        train=TensorSplit(data.train.x[train_keep], data.train.y[train_keep]),
+        val=TensorSplit(data.val.x[val_keep], data.val.y[val_keep]),
     )
 
 

@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from slimkit.data import DATA_SOURCES, DataConfig, Dataset, Split, load_dataset, parse_data_spec
+from slimkit.data import (
+    DATA_SOURCES,
+    DataConfig,
+    Dataset,
+    TensorSplit,
+    load_dataset,
+    parse_data_spec,
+)
 from slimkit.errors import ConfigError, DataError
 
 N_DIGITS = 1797
@@ -20,7 +27,7 @@ def digits() -> Dataset:
     return load_dataset("digits", seed=0)
 
 
-def rows(split: Split) -> set[bytes]:
+def rows(split: TensorSplit) -> set[bytes]:
     """Each image of a split as bytes, to compare splits by content."""
     return {row.numpy().tobytes() for row in split.x.flatten(1)}
 
@@ -89,7 +96,16 @@ def test_config_wins_over_keywords() -> None:
 
 
 def test_data_sources() -> None:
-    assert DATA_SOURCES == ("digits", "mnist", "fashion-mnist", "idx")
+    assert DATA_SOURCES == (
+        "digits",
+        "mnist",
+        "fashion-mnist",
+        "idx",
+        "folder",
+        "cifar10",
+        "cifar100",
+        "npz",
+    )
 
 
 @pytest.mark.parametrize(
@@ -124,8 +140,11 @@ def test_parse_spec_makes_path_absolute(tmp_path: Path, monkeypatch: pytest.Monk
 @pytest.mark.parametrize(
     ("spec", "match"),
     [
-        ("cifar10", "digits, mnist, fashion-mnist, idx"),
-        ("cifar10:/data", "unknown source 'cifar10'"),
+        ("imagenet", "digits, mnist, fashion-mnist, idx, folder, cifar10, cifar100, npz"),
+        ("imagenet:/data", "unknown source 'imagenet'"),
+        ("cifar10", "cifar10:PATH, the cifar-10-batches-bin folder"),
+        ("folder", "folder:PATH, a folder with one subfolder of images per class"),
+        ("npz", "npz:PATH"),
         ("", "non-empty"),
         ("mnist", "mnist:PATH"),
         ("mnist:", "mnist:PATH"),
@@ -187,7 +206,11 @@ def test_load_dataset_rejects_other_types() -> None:
 
 
 def test_split_checks_shapes() -> None:
-    with pytest.raises(DataError, match=r"\(N, C, H, W\)"):
-        Split(torch.zeros(3, 8, 8), torch.zeros(3, dtype=torch.int64))
-    with pytest.raises(DataError, match="got x"):
-        Split(torch.zeros(3, 1, 8, 8), torch.zeros(2, dtype=torch.int64))
+    with pytest.raises(DataError, match=r"shape \(N, \.\.\.\) with at least one feature axis"):
+        TensorSplit(torch.zeros(3), torch.zeros(3, dtype=torch.int64))
+    with pytest.raises(DataError, match=r"labels of shape \(N,\) = \(3,\); got \(2,\)"):
+        TensorSplit(torch.zeros(3, 1, 8, 8), torch.zeros(2, dtype=torch.int64))
+    with pytest.raises(DataError, match=r"float32 .* or int64"):
+        TensorSplit(torch.zeros(3, 4, dtype=torch.float64), torch.zeros(3, dtype=torch.int64))
+    # token ids (N, L) and feature vectors (N, F) are inputs too
+    assert TensorSplit(torch.zeros(3, 5, dtype=torch.int64), torch.arange(3)).sample_shape == (5,)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from slimkit.data import Split, make_loader
+from slimkit.data import Split, TensorSplit, make_loader
 from slimkit.errors import ConfigError
 
 
@@ -14,7 +14,7 @@ def split() -> Split:
     # Sample i has every pixel equal to i, so a batch's order can be read off its labels.
     n = 50
     x = torch.arange(n, dtype=torch.float32).view(n, 1, 1, 1).expand(n, 1, 2, 2).contiguous()
-    return Split(x, torch.arange(n))
+    return TensorSplit(x, torch.arange(n))
 
 
 def order(loader: torch.utils.data.DataLoader) -> list[int]:

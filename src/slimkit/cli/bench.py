@@ -193,7 +193,6 @@ def run_bench(
     Returns:
         ``{"rows": [...], "artifacts": [...], "runtime_versions": {...}}``, JSON-safe.
     """
-    import numpy as np
 
     from slimkit.export.targets import RUNTIME_QUANTIZERS, prepare_for_runtime
     from slimkit.measure import LatencyConfig, compare_logits
@@ -212,10 +211,10 @@ def run_bench(
     rows: list[dict[str, Any]] = []
     artifacts: list[dict[str, Any]] = []
     for item in models:
-        x_test = item.data.test.x.numpy().astype(np.float32)
-        x_parity = x_test if parity_samples is None else x_test[:parity_samples]
-        calibration = item.data.train.x.numpy().astype(np.float32)[:calibration_samples]
-        batches = {b: batch_of(x_test, b) for b in batch_sizes}
+        test = item.data.test
+        x_parity = test.head(len(test) if parity_samples is None else parity_samples).numpy()
+        calibration = item.data.train.head(calibration_samples).numpy()
+        batches = {b: batch_of(x_parity, b) for b in batch_sizes}
         # slimkit's int8 is calibrated once per model and carried to every runtime (the same
         # scales by construction); its integer reference and the fp32 one are computed once
         shared_int8 = (

@@ -112,7 +112,7 @@ def run_compress(
     with console.status("exporting"):
         float_result = export(loaded.model, float_path, metadata=metadata)
         result = export(compressed, out, metadata=metadata)
-    x, y = dataset.test.x.numpy(), dataset.test.y.numpy()
+    x, y = dataset.test.head(len(dataset.test)).numpy(), dataset.test.y.numpy()
     with console.status("checking in onnxruntime"):
         fp32_logits = predict_batches(PyTorchRunner.from_model(loaded.model, threads=count).run, x)
         simulated = predict_batches(PyTorchRunner.from_model(compressed, threads=count).run, x)

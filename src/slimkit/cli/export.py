@@ -18,6 +18,7 @@ PARITY_ATOL = 1e-4
 INT8_WITHIN_1_LSB = 0.999  # share of int8 outputs within one step of slimkit's integer reference
 INT8_AGREEMENT = 0.995
 CALIBRATION = 256  # training samples an int8 exporter calibrates on
+PARITY_SAMPLES = 10_000  # test samples of the parity check (all of MNIST's test split)
 
 
 def default_output(
@@ -131,12 +132,12 @@ def export_command(
         options["batch_size"] = batch_size
     model, quantized = loaded.model, None
     if int8 and "calibration_data" not in parameters:
-        calibration = load_dataset(data_config).train.x[:CALIBRATION]
+        calibration = load_dataset(data_config).train.head(CALIBRATION)
         with console.status("calibrating slimkit's int8"):
             quantized = quantize_static(loaded.model.eval(), calibration)
         model = quantized
     elif "calibration_data" in parameters:  # int8 exporters calibrate on the training split
-        options["calibration_data"] = load_dataset(data_config).train.x.numpy()[:CALIBRATION]
+        options["calibration_data"] = load_dataset(data_config).train.head(CALIBRATION).numpy()
     with console.status(f"exporting to {info.format}"):
         result = export(model, out, format=info.format, **options)
     summary: dict[str, object] = {
@@ -150,7 +151,7 @@ def export_command(
     if parity:
         with console.status(f"parity check in {runtime}"):
             dataset = load_dataset(data_config)
-            x = dataset.test.x.numpy()
+            x = dataset.test.head(PARITY_SAMPLES).numpy()
             # an exporter may name the runtime to check against on the same file (int8 files)
             reference_runtime = getattr(result, "parity_reference", None)
             atol = float(getattr(result, "parity_atol", PARITY_ATOL))

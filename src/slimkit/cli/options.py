@@ -81,8 +81,8 @@ def data_config_of(path: Path) -> DataConfig | None:
             raise ConfigError(
                 f"{path} records corrupt slimkit.data metadata {(raw or '')[:60]!r}; pass --data"
             ) from None
-    if not isinstance(data, dict):
-        return None
+    if not isinstance(data, dict) or data.get("source") == "python":
+        return None  # nothing recorded, or a set built in Python: --data names the data
     try:
         return DataConfig.from_dict(data)
     except ConfigError as error:

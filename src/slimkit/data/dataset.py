@@ -1,8 +1,10 @@
-"""Data sets as in-memory tensors: the config, its spec string, the splits and the loader.
+"""Data sets: the config, its spec string, the sources, and the splits.
 
 A data set is named by a spec string (``"digits"``, ``"mnist:PATH"``, ``"fashion-mnist:PATH"``,
-``"idx:PATH"``) or a :class:`DataConfig`; :func:`load_dataset` turns either into a
-:class:`Dataset` with deterministic train / validation / test splits for a seed.
+``"idx:PATH"``, ``"folder:PATH"``, ``"cifar10:PATH"``, ``"cifar100:PATH"``, ``"npz:PATH"``) or a
+:class:`DataConfig`; :func:`load_dataset` turns either into a :class:`Dataset` with deterministic
+train / validation / test splits for a seed. Python objects come in through
+:func:`slimkit.data.from_arrays` and :func:`slimkit.data.from_torch`.
 """
 
 from __future__ import annotations
@@ -17,8 +19,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from slimkit.data.arrays import array_split, read_npz
+from slimkit.data.cifar import open_cifar
 from slimkit.data.digits import load_digits_arrays
+from slimkit.data.folder import FolderSource, check_options, scan_folder
 from slimkit.data.idx import MNIST_FILES, load_mnist_folder
+from slimkit.data.images import ImageOptions, image_hw, per_channel
+from slimkit.data.split import Split, StreamSplit
 from slimkit.errors import ConfigError, DataError, check_fraction
 
 logger = logging.getLogger(__name__)
@@ -27,66 +34,94 @@ TEST_FRACTION = 0.2  # held out as the test split by sources without an official
 MAX_SEED = 2**32 - 1  # scikit-learn's limit on random_state
 
 
-@dataclass(frozen=True, eq=False)
-class Split:
-    """One split of a data set.
+@dataclass(frozen=True)
+class Loaded:
+    """What a source read: all training samples, the test split where the source has one."""
 
-    Attributes:
-        x: Images, float32 ``(N, C, H, W)`` with pixel values scaled to [0, 1].
-        y: Class labels, int64 ``(N,)``.
-
-    Example:
-        >>> split = Split(torch.zeros(4, 1, 8, 8), torch.tensor([0, 1, 2, 3]))
-        >>> len(split)
-        4
-    """
-
-    x: torch.Tensor
-    y: torch.Tensor
-
-    def __post_init__(self) -> None:
-        if self.x.ndim != 4 or self.y.ndim != 1 or len(self.x) != len(self.y):
-            raise DataError(
-                f"Split needs x of shape (N, C, H, W) and y of shape (N,); got x "
-                f"{tuple(self.x.shape)} and y {tuple(self.y.shape)}"
-            )
-
-    def __len__(self) -> int:
-        return len(self.y)
-
-
-# (train_x, train_y, test_x, test_y); the test pair is None when there is no official test split
-_Arrays = tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]
+    train: Split
+    test: Split | None
+    num_classes: int | None = None  # None: max label + 1
+    val: Split | None = None
+    classes: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
 class _Source:
-    """A registered source: how to read it, whether it needs a folder, how many classes."""
+    """A registered source: how to read it, whether it needs a path, what the path is."""
 
-    read: Callable[[str | None], _Arrays]  # path -> arrays
+    read: Callable[[DataConfig], Loaded]
     needs_path: bool
-    num_classes: int | None = None  # None: max label + 1
+    path_hint: str = ""
+    images: bool = False  # takes image_size, crop and channels
 
 
-def _read_digits(path: str | None) -> _Arrays:
+def _read_digits(config: DataConfig) -> Loaded:
+    check_options(config.image_options(), "digits")
     images, labels = load_digits_arrays()
-    return images, labels, None, None
+    return Loaded(array_split(images, labels, config.image_options(), ""), None, 10)
 
 
-def _read_folder(path: str | None, *, official: str | None) -> _Arrays:
-    if path is None:  # DataConfig already refuses this; kept for direct callers
-        raise ConfigError("an MNIST-format source needs a folder; got path None")
-    return load_mnist_folder(path, official=official)
+def _read_idx(config: DataConfig, *, official: str | None) -> Loaded:
+    assert config.path is not None  # DataConfig refuses a missing path
+    options = config.image_options()
+    check_options(options, f"{config.source}:")
+    x, y, x_test, y_test = load_mnist_folder(config.path, official=official)
+    return Loaded(
+        array_split(x, y, options, "train"),
+        array_split(x_test, y_test, options, "test"),
+        10 if official else None,
+    )
 
+
+def _read_folder(config: DataConfig) -> Loaded:
+    assert config.path is not None
+    options = config.image_options()
+    scanned = scan_folder(config.path, options)
+    splits: dict[str, Split] = {}
+    for name, files in scanned.splits.items():
+        source = FolderSource(files.paths, options, scanned.channels, scanned.hw)
+        rows = np.arange(len(files.paths), dtype=np.int64)
+        splits[name] = StreamSplit(source, rows, torch.from_numpy(files.labels), config.workers)
+    train = splits.get("all", splits.get("train"))
+    assert train is not None  # scan_folder gives "all" or "train"
+    return Loaded(
+        train, splits.get("test"), len(scanned.classes), splits.get("val"), scanned.classes
+    )
+
+
+def _read_cifar(config: DataConfig) -> Loaded:
+    assert config.path is not None
+    train, test = open_cifar(config.path, config.source, config.image_options())
+    splits = [
+        StreamSplit(
+            source, np.arange(len(source)), torch.from_numpy(source.labels()), config.workers
+        )
+        for source in (train, test)
+    ]
+    return Loaded(splits[0], splits[1], train.fmt.num_classes)
+
+
+def _read_npz(config: DataConfig) -> Loaded:
+    assert config.path is not None
+    options = config.image_options()
+    check_options(options, "npz:")
+    splits = read_npz(config.path, options)
+    train = splits["all"] if "all" in splits else splits["train"]
+    return Loaded(train, splits.get("test"), None, splits.get("val"))
+
+
+_IDX_HINT = f"the folder with the four IDX files ({', '.join(MNIST_FILES)})"
 
 # One line per source; keys are the spec names.
 _SOURCES: dict[str, _Source] = {
-    "digits": _Source(_read_digits, needs_path=False, num_classes=10),
-    "mnist": _Source(partial(_read_folder, official="mnist"), needs_path=True, num_classes=10),
-    "fashion-mnist": _Source(
-        partial(_read_folder, official="fashion-mnist"), needs_path=True, num_classes=10
-    ),
-    "idx": _Source(partial(_read_folder, official=None), needs_path=True),
+    "digits": _Source(_read_digits, needs_path=False),
+    "mnist": _Source(partial(_read_idx, official="mnist"), True, _IDX_HINT),
+    "fashion-mnist": _Source(partial(_read_idx, official="fashion-mnist"), True, _IDX_HINT),
+    "idx": _Source(partial(_read_idx, official=None), True, _IDX_HINT),
+    "folder": _Source(_read_folder, True, "a folder with one subfolder of images per class", True),
+    "cifar10": _Source(_read_cifar, True, "the cifar-10-batches-bin folder", True),
+    "cifar100": _Source(_read_cifar, True, "the cifar-100-binary folder", True),
+    "npz": _Source(_read_npz, True, "a .npz file of x_train, y_train, x_test, y_test"),
 }
 
 DATA_SOURCES: tuple[str, ...] = tuple(_SOURCES)
@@ -103,6 +138,11 @@ class DataConfig:
         seed: Seed of the deterministic train / validation (/ test) split.
         val_fraction: Fraction of the training data held out for validation, in (0, 1).
         max_train_samples: Optional cap on the training samples (a subset chosen by ``seed``).
+        image_size, crop, channels, mean, std: how images become inputs (see
+            :mod:`slimkit.data.images`); ``image_size``, ``crop`` and ``channels`` apply to
+            ``folder`` and ``cifar`` sources, ``mean`` and ``std`` to every float input.
+        workers: Worker processes that decode files ahead of the batch that needs them
+            (``folder`` and ``cifar``; 0 decodes in the main process).
 
     Example:
         >>> DataConfig("mnist", "/data/mnist", seed=1).to_spec()
@@ -114,8 +154,23 @@ class DataConfig:
     seed: int = 0
     val_fraction: float = 0.1
     max_train_samples: int | None = None
+    image_size: tuple[int, int] | None = None
+    crop: tuple[int, int] | None = None
+    channels: int | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    workers: int = 0
 
     def __post_init__(self) -> None:
+        # JSON gives lists; a frozen config holds tuples (hashable, equal after a round trip)
+        object.__setattr__(self, "image_size", image_hw(self.image_size, "image_size"))
+        object.__setattr__(self, "crop", image_hw(self.crop, "crop"))
+        object.__setattr__(self, "mean", per_channel(self.mean, "mean", positive=False))
+        object.__setattr__(self, "std", per_channel(self.std, "std", positive=True))
+        self.image_options()  # checks channels and the lengths of mean and std
+        workers = self.workers
+        if isinstance(workers, bool) or not isinstance(workers, int) or not 0 <= workers <= 64:
+            raise ConfigError(f"workers must be an integer in 0..64; got {workers!r}")
         if not isinstance(self.source, str) or self.source not in _SOURCES:
             raise ConfigError(
                 f"data source must be one of {', '.join(DATA_SOURCES)}; got {self.source!r}"
@@ -126,7 +181,7 @@ class DataConfig:
         if needs_path and not self.path:
             raise ConfigError(
                 f"data source {self.source!r} needs a path; got {self.path!r}; give "
-                f"{self.source}:PATH, the folder with the four IDX files ({', '.join(MNIST_FILES)})"
+                f"{self.source}:PATH, {_SOURCES[self.source].path_hint}"
             )
         if not needs_path and self.path is not None:
             raise ConfigError(
@@ -142,13 +197,20 @@ class DataConfig:
         if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
             raise ConfigError(f"max_train_samples must be None or an integer >= 1; got {cap!r}")
 
+    def image_options(self) -> ImageOptions:
+        """The resize, crop, channels, mean and std as one :class:`ImageOptions`."""
+        return ImageOptions(self.image_size, self.crop, self.channels, self.mean, self.std)
+
     def to_spec(self) -> str:
         """Return the spec string of the source and path (``"digits"``, ``"mnist:/abs/path"``)."""
         return self.source if self.path is None else f"{self.source}:{self.path}"
 
     def to_dict(self) -> dict[str, Any]:
         """Return the config as a JSON-safe dict; :meth:`from_dict` reads it back."""
-        return asdict(self)
+        return {
+            key: list(value) if isinstance(value, tuple) else value
+            for key, value in asdict(self).items()
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> DataConfig:
@@ -176,7 +238,8 @@ class DataConfig:
 def parse_data_spec(
     spec: str, *, seed: int = 0, val_fraction: float = 0.1, max_train_samples: int | None = None
 ) -> DataConfig:
-    """Parse ``"digits"``, ``"mnist:PATH"``, ``"fashion-mnist:PATH"`` or ``"idx:PATH"``.
+    """Parse ``"digits"`` or ``"SOURCE:PATH"`` (``mnist``, ``fashion-mnist``, ``idx``, ``folder``,
+    ``cifar10``, ``cifar100``, ``npz``).
 
     A path is made absolute (``~`` expanded), so a config records where its data came from.
 
@@ -210,16 +273,18 @@ def parse_data_spec(
 
 @dataclass(frozen=True, eq=False)
 class Dataset:
-    """A data set in memory, split into train, validation and test.
+    """A data set split into train, validation and test.
 
     Attributes:
-        name: The source name.
-        config: The config it was loaded from.
+        name: The source name (``"python"`` for :func:`~slimkit.data.from_arrays` and
+            :func:`~slimkit.data.from_torch`).
+        config: The config it was loaded from (``None`` for a set built in Python).
         train: Training split.
-        val: Validation split (held out of the training data).
+        val: Validation split (held out of the training data unless the source has one).
         test: Test split (the official one when the source has it).
         num_classes: Number of classes.
-        input_shape: ``(C, H, W)`` of one image.
+        input_shape: The shape of one input: ``(C, H, W)`` for images, ``(L,)`` for token ids.
+        classes: Class names where the source has them (a folder's subfolders).
 
     Example:
         >>> data = load_dataset("digits")
@@ -228,12 +293,28 @@ class Dataset:
     """
 
     name: str
-    config: DataConfig
+    config: DataConfig | None
     train: Split
     val: Split
     test: Split
     num_classes: int
-    input_shape: tuple[int, int, int]
+    input_shape: tuple[int, ...]
+    classes: tuple[str, ...] | None = None
+
+    @property
+    def input_dtype(self) -> torch.dtype:
+        """float32, or int64 for token ids."""
+        return self.train.dtype
+
+    def describe(self) -> str:
+        """The spec of a loaded set, or ``python`` for one built in Python (for messages)."""
+        return self.config.to_spec() if self.config is not None else self.name
+
+
+def data_record(data: Dataset) -> dict[str, Any]:
+    """What a checkpoint or a report records of its data: the config (it reloads the set), or
+    ``{"source": "python"}`` for a set built in Python (a file cannot reload it)."""
+    return data.config.to_dict() if data.config is not None else {"source": data.name}
 
 
 def _split_indices(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, ...]:
@@ -257,8 +338,69 @@ def _split_indices(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.n
     return np.sort(kept), np.sort(held_out)
 
 
-def _to_split(x: np.ndarray, y: np.ndarray) -> Split:
-    return Split(torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y))
+def assemble(
+    loaded: Loaded,
+    *,
+    name: str,
+    config: DataConfig | None,
+    seed: int,
+    val_fraction: float,
+    max_train_samples: int | None = None,
+) -> Dataset:
+    """Hold out test (where the source has none) and validation, cap the training samples, and
+    check what every stage relies on: at least 2 classes, no empty split, one input shape."""
+    where = config.to_spec() if config is not None else name
+    train, test, val = loaded.train, loaded.test, loaded.val
+    if test is None:
+        kept, held_out = _split_indices(train.y.numpy(), TEST_FRACTION, seed)
+        train, test = train.subset(kept), train.subset(held_out)
+    if val is None:
+        kept, held_out = _split_indices(train.y.numpy(), val_fraction, seed)
+        train, val = train.subset(kept), train.subset(held_out)
+    if max_train_samples is not None and max_train_samples < len(train):
+        chosen = np.random.default_rng(seed).permutation(len(train))[:max_train_samples]
+        train = train.subset(np.sort(chosen))
+    for split_name, split in (("train", train), ("validation", val), ("test", test)):
+        if len(split) == 0:
+            raise DataError(f"the {split_name} split of {where} is empty; give it samples")
+        if split.sample_shape != train.sample_shape or split.dtype != train.dtype:
+            raise DataError(
+                f"the {split_name} split of {where} has inputs {split.sample_shape} "
+                f"{split.dtype}, the train split {train.sample_shape} {train.dtype}; give one shape"
+            )
+    labels_max = max(int(split.y.max()) for split in (train, val, test))
+    num_classes = loaded.num_classes or labels_max + 1
+    if labels_max >= num_classes:
+        raise DataError(
+            f"{where} has label {labels_max} but {num_classes} classes "
+            f"(labels 0..{num_classes - 1})"
+        )
+    if num_classes < 2 or len(np.unique(train.y.numpy())) < 2:
+        raise DataError(
+            f"the training split of {where} holds one class only; a classifier needs at least "
+            "2 classes"
+        )
+    dataset = Dataset(
+        name=name,
+        config=config,
+        train=train,
+        val=val,
+        test=test,
+        num_classes=num_classes,
+        input_shape=train.sample_shape,
+        classes=loaded.classes,
+    )
+    logger.info(
+        "loaded %s: %d train, %d val, %d test samples of %s, %d classes (seed %d)",
+        where,
+        len(dataset.train),
+        len(dataset.val),
+        len(dataset.test),
+        dataset.input_shape,
+        num_classes,
+        seed,
+    )
+    return dataset
 
 
 def load_dataset(
@@ -268,10 +410,12 @@ def load_dataset(
     val_fraction: float = 0.1,
     max_train_samples: int | None = None,
 ) -> Dataset:
-    """Load a data set into memory with deterministic splits.
+    """Load a data set with deterministic splits.
 
-    Sources without an official test split (``digits``) hold out a stratified 20 % test set
-    first. Validation is ``val_fraction`` of the remaining training data, stratified by label.
+    Sources without an official test split (``digits``, a folder without ``test/``, an ``.npz``
+    of ``x`` and ``y``) hold out a stratified 20 % test set first. Validation is
+    ``val_fraction`` of the remaining training data, stratified by label, unless the source has
+    its own. Arrays are held in memory; folders and CIFAR files are read batch by batch.
 
     Args:
         data: A spec string (see :func:`parse_data_spec`) or a :class:`DataConfig`. For a
@@ -300,39 +444,12 @@ def load_dataset(
             "data must be a spec string such as 'digits' or a DataConfig; "
             f"got {type(data).__name__} {data!r}"
         )
-    source = _SOURCES[config.source]
-    x, y, x_test, y_test = source.read(config.path)
-    if x_test is None or y_test is None:
-        kept, held_out = _split_indices(y, TEST_FRACTION, config.seed)
-        x, y, x_test, y_test = x[kept], y[kept], x[held_out], y[held_out]
-    train, val = _split_indices(y, config.val_fraction, config.seed)
-    cap = config.max_train_samples
-    if cap is not None and cap < len(train):
-        chosen = np.random.default_rng(config.seed).permutation(len(train))[:cap]
-        train = train[np.sort(chosen)]
-    num_classes = source.num_classes or int(max(y.max(), y_test.max())) + 1
-    if num_classes < 2:
-        raise DataError(
-            f"data from {config.to_spec()} has labels up to {num_classes - 1} only; "
-            "a classification set needs at least 2 classes"
-        )
-    dataset = Dataset(
+    loaded = _SOURCES[config.source].read(config)
+    return assemble(
+        loaded,
         name=config.source,
         config=config,
-        train=_to_split(x[train], y[train]),
-        val=_to_split(x[val], y[val]),
-        test=_to_split(x_test, y_test),
-        num_classes=num_classes,
-        input_shape=(int(x.shape[1]), int(x.shape[2]), int(x.shape[3])),
+        seed=config.seed,
+        val_fraction=config.val_fraction,
+        max_train_samples=config.max_train_samples,
     )
-    logger.info(
-        "loaded %s: %d train, %d val, %d test samples of %s, %d classes (seed %d)",
-        config.to_spec(),
-        len(dataset.train),
-        len(dataset.val),
-        len(dataset.test),
-        dataset.input_shape,
-        num_classes,
-        config.seed,
-    )
-    return dataset

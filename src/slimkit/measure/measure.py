@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from slimkit.data import Dataset
+from slimkit.data.dataset import data_record
 from slimkit.errors import ConfigError
 from slimkit.measure.counters import count_costs
 from slimkit.measure.environment import environment
@@ -30,6 +31,9 @@ from slimkit.runtime import PyTorchRunner, Runner, load_runtime, predict_batches
 from slimkit.threads import current_threads
 
 logger = logging.getLogger(__name__)
+
+
+CHECK_SAMPLES = 256  # samples of the same-model check (see check_same_model)
 
 
 def _batch_of(x: np.ndarray, batch_size: int) -> np.ndarray:
@@ -207,12 +211,12 @@ def _measure(
 
     if not isinstance(model_or_path, nn.Module):
         artifact = Path(model_or_path)
-    x_test = data.test.x.numpy().astype(np.float32)
+    x_head = data.test.head(max(CHECK_SAMPLES, *batch_sizes)).numpy()  # checks and timing
     y_test = data.test.y.numpy()
 
-    say(f"{runtime}: accuracy on {len(x_test)} test samples")
+    say(f"{runtime}: accuracy on {len(data.test)} test samples")
     runner = load(threads[0])
-    logits = predict_batches(runner.run, x_test)
+    logits = predict_batches(runner.run, data.test)
     accuracy = accuracy_of(logits, y_test)
 
     parity = None
@@ -226,9 +230,9 @@ def _measure(
     if reference is not None:
         say(f"{runtime}: parity against the PyTorch model")
         if check_reference:
-            check_same_model(runner, reference, x_test, logits)
+            check_same_model(runner, reference, x_head, logits)
         reference_runner = PyTorchRunner.from_model(reference, threads=current_threads())
-        parity = compare_logits(predict_batches(reference_runner.run, x_test), logits)
+        parity = compare_logits(predict_batches(reference_runner.run, data.test), logits)
 
     timings: list[LatencyStats] = []
     for thread_count in threads:
@@ -236,7 +240,7 @@ def _measure(
         for batch_size in batch_sizes:
             say(f"{runtime}: latency at batch {batch_size}, {thread_count} thread(s)")
             stats = measure_latency(
-                runner.run, _batch_of(x_test, batch_size), threads=thread_count, config=latency
+                runner.run, _batch_of(x_head, batch_size), threads=thread_count, config=latency
             )
             logger.info(
                 "%s batch %d threads %d: p50 %.3f ms (%d repeats, stable=%s)",
@@ -264,13 +268,13 @@ def _measure(
         artifact=str(artifact) if artifact else "",
         file_bytes=artifact.stat().st_size if artifact else None,
         accuracy=accuracy,
-        test_samples=len(x_test),
+        test_samples=len(data.test),
         latency=tuple(timings),
         environment=environment(),
         params=params,
         macs=macs,
         parity=parity,
         model_spec=spec.to_dict() if spec is not None else None,
-        data=data.config.to_dict(),
+        data=data_record(data),
         created_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     )

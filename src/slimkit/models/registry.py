@@ -210,7 +210,7 @@ def model_info(name: str) -> ModelInfo:
 def create_model(
     name: str,
     *,
-    input_shape: tuple[int, int, int] = (1, 28, 28),
+    input_shape: tuple[int, ...] = (1, 28, 28),
     num_classes: int = 10,
     **kwargs: Any,
 ) -> nn.Module:
@@ -226,7 +226,10 @@ def create_model(
     info = model_info(name)
     shape = tuple(input_shape)
     if len(shape) != 3 or not all(isinstance(v, int) and v > 0 for v in shape):
-        raise ModelError(f"input_shape must be three positive ints (C, H, W); got {input_shape!r}")
+        raise ModelError(
+            f"the zoo's models take images: input_shape must be three positive ints (C, H, W); "
+            f"got {input_shape!r} (for other inputs, name your own model: function: pkg.mod:build)"
+        )
     if not isinstance(num_classes, int) or num_classes < 2:
         raise ModelError(f"num_classes must be an int >= 2; got {num_classes!r}")
     params = inspect.signature(info.builder).parameters

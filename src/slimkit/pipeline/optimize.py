@@ -31,6 +31,7 @@ from optuna.trial import TrialState
 from torch import nn
 
 from slimkit.data import DataConfig, Dataset, load_dataset
+from slimkit.data.dataset import data_record
 from slimkit.errors import ConfigError, SlimkitError
 from slimkit.io import WriteError, write_atomic, write_json_atomic, write_text_atomic
 from slimkit.measure import environment
@@ -200,7 +201,7 @@ def _baseline_model(recipe: Recipe, data: Dataset, folder: RunFolder, say: Say) 
     say(f"baseline: {doing} {source.describe()} ({config.epochs} epochs)")
     train(model, data, config, resume_file=state, callbacks=[EpochProgress(_epochs_to(say))])
     if source.zoo is not None:
-        save_checkpoint(model, saved, metadata={"data": data.config.to_dict()})
+        save_checkpoint(model, saved, metadata={"data": data_record(data)})
     else:
         from safetensors.torch import save_model
 
@@ -234,7 +235,7 @@ def preflight(recipe: Recipe, data: Dataset) -> None:
             raise ConfigError(
                 f"{where / 'model' / 'checkpoint'}: {source.checkpoint} holds a model for inputs "
                 f"{tuple(spec.input_shape)} and {spec.num_classes} classes, but the data "
-                f"({data.config.to_spec()}) has inputs {data.input_shape} and "
+                f"({data.describe()}) has inputs {data.input_shape} and "
                 f"{data.num_classes} classes; use a checkpoint trained on this data, or this "
                 "checkpoint's data"
             )

@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from slimkit.data.split import Split
 from slimkit.errors import ConfigError, RuntimeLoadError
 from slimkit.logs import native_output_captured
 from slimkit.runtime.delegation import DelegationReport
@@ -202,8 +203,11 @@ def load_runtime(name: str, path: str | os.PathLike[str], *, threads: int = 1) -
 
 
 def predict_batches(
-    run: Callable[[np.ndarray], np.ndarray], x: np.ndarray, batch_size: int = 256
+    run: Callable[[np.ndarray], np.ndarray], x: np.ndarray | Split, batch_size: int = 256
 ) -> np.ndarray:
-    """Run ``x`` through ``run`` in batches and stack the logits."""
-    outputs = [run(x[start : start + batch_size]) for start in range(0, len(x), batch_size)]
+    """Run ``x`` (an array, or a split read batch by batch) through ``run``; stack the logits."""
+    if isinstance(x, Split):
+        outputs = [run(batch.numpy()) for batch, _ in x.batches(batch_size)]
+    else:
+        outputs = [run(x[start : start + batch_size]) for start in range(0, len(x), batch_size)]
     return np.concatenate(outputs, axis=0)

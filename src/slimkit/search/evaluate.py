@@ -292,7 +292,7 @@ def evaluate_plan(
     if fmt == "tflite-micro" and not quantized:
         # microcontrollers run int8: a float candidate gets slimkit's static int8 (min-max,
         # per channel), its scales carried into the .tflite
-        options["calibration_data"] = data.train.x[:256].numpy()
+        options["calibration_data"] = data.train.head(256).numpy()
         quantized = True
     exported = export(
         model, out / f"{name}{suffix}", format=fmt, input_shape=data.input_shape, **options
@@ -312,7 +312,7 @@ def evaluate_plan(
             check_reference=False,  # the file was exported from it just now
         )
     runner = load_runtime(target.runtime, path, threads=target.threads)
-    val_logits = predict_batches(runner.run, data.val.x.numpy().astype(np.float32))
+    val_logits = predict_batches(runner.run, data.val)
     val_accuracy = float(np.mean(val_logits.argmax(axis=1) == data.val.y.numpy()))
     cost = count_costs(model, data.input_shape)  # int8 layers count as the float ones they were
     stats = record.latency_for(target.batch_size, target.threads)

@@ -162,10 +162,10 @@ def iterate_batch_indices(
 def iterate_batches(
     split: Split, batch_size: int, *, shuffle: bool, generator: torch.Generator | None = None
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield ``(x, y)`` mini-batches by slicing the in-memory split (faster than a DataLoader)."""
+    """Yield ``(x, y)`` mini-batches of a split (read ahead in workers where it decodes files)."""
     batches = iterate_batch_indices(len(split), batch_size, shuffle=shuffle, generator=generator)
-    for index in batches:
-        yield split.x[index], split.y[index]
+    for _, x, y in split.load(batches):
+        yield x, y
 
 
 def cross_entropy_loss(label_smoothing: float = 0.0) -> LossFn:
@@ -356,10 +356,11 @@ class _Run:
         epoch_start = time.perf_counter()
         model.train()
         loss_sum, seen = 0.0, 0
-        for index in iterate_batch_indices(
+        batches = iterate_batch_indices(
             len(self.data.train), config.batch_size, shuffle=True, generator=self.generator
-        ):
-            loss_sum += self._step(index, epoch, callbacks)
+        )
+        for index, x, y in self.data.train.load(batches):
+            loss_sum += self._step(index, x, y, epoch, callbacks)
             seen += len(index)
         state.batch_index = None
         val_loss, val_accuracy = evaluate(model, self.data.val, device=self.device)
@@ -372,13 +373,20 @@ class _Run:
             seconds=time.perf_counter() - epoch_start,
         )
 
-    def _step(self, index: torch.Tensor, epoch: int, callbacks: Sequence[Callback]) -> float:
-        """One optimizer step on the samples ``index``; returns the batch's summed loss."""
+    def _step(
+        self,
+        index: torch.Tensor,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        epoch: int,
+        callbacks: Sequence[Callback],
+    ) -> float:
+        """One optimizer step on the samples ``index`` (inputs ``x``, labels ``y``); returns the
+        batch's summed loss."""
         state, config = self.state, self.config
         lr = config.lr * _lr_factor(config.schedule, state.step, state.total_steps)
         for group in state.optimizer.param_groups:
             group["lr"] = lr
-        x, y = self.data.train.x[index], self.data.train.y[index]
         if self.augmenter is not None:
             x, y = self.augmenter(x, y)
         state.batch_index = index

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from slimkit.data import Dataset
+from slimkit.data import Dataset, Split
 from slimkit.errors import ConfigError
 from slimkit.techniques.distill.config import DistillationConfig, HintConfig, LiveTeacher
 from slimkit.techniques.distill.hints import FeatureRecorder, HintAdapter, HintedStudent
@@ -55,12 +55,18 @@ def load_teacher(teacher: str | nn.Module | LiveTeacher | None) -> nn.Module:
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, x: torch.Tensor, *, batch_size: int = 1024) -> torch.Tensor:
-    """Logits ``(N, K)`` of ``model`` in eval mode on ``x``, on the model's device."""
+def predict_logits(
+    model: nn.Module, x: torch.Tensor | Split, *, batch_size: int = 1024
+) -> torch.Tensor:
+    """Logits ``(N, K)`` of ``model`` in eval mode on ``x`` (a tensor, or a split read batch by
+    batch), on the model's device."""
     device = _device_of(model)
     was_training = model.training
     model.eval()
-    chunks = [model(x[i : i + batch_size].to(device)) for i in range(0, len(x), batch_size)]
+    if isinstance(x, Split):
+        chunks = [model(batch.to(device)) for batch, _ in x.batches(batch_size)]
+    else:
+        chunks = [model(x[i : i + batch_size].to(device)) for i in range(0, len(x), batch_size)]
     model.train(was_training)
     return torch.cat(chunks)
 
@@ -112,7 +118,7 @@ class DistillationLoss(Callback):
         device = next((p.device for p in state.model.parameters()), torch.device("cpu"))
         self.teacher.to(device).eval()
         if self.caches:
-            self.cached_logits = predict_logits(self.teacher, self.data.train.x)
+            self.cached_logits = predict_logits(self.teacher, self.data.train)
             logger.info("cached the teacher's logits on %d training samples", len(self.data.train))
 
     def on_train_end(self, state: TrainState) -> None:
@@ -178,7 +184,7 @@ def check_models(student: nn.Module, teacher: nn.Module, data: Dataset) -> None:
     """
     if teacher is student:
         raise ConfigError("the teacher and the student are the same module; pass two models")
-    x = data.train.x[:2]
+    x = data.train.head(2)
     student_classes = _probe(student, x.to(_device_of(student)), "student").shape[1]
     teacher_classes = _probe(teacher, x.to(_device_of(teacher)), "teacher").shape[1]
     if teacher_classes != student_classes:
@@ -216,7 +222,7 @@ def prepare_hints(
         student_recorder.remove()
         raise
     try:
-        x = data.train.x[:2]
+        x = data.train.head(2)
         _probe(student, x.to(_device_of(student)), "student")
         _probe(teacher, x.to(_device_of(teacher)), "teacher")
         with torch.random.fork_rng(devices=[]):

@@ -110,9 +110,9 @@ def taylor_gradients(
     """Accumulated loss gradients of every conv/linear weight over a few training batches."""
     work = model.train()
     work.zero_grad(set_to_none=True)
-    for start in range(0, min(len(data.train), batches * batch_size), batch_size):
-        x = data.train.x[start : start + batch_size]
-        y = data.train.y[start : start + batch_size]
+    for step, (x, y) in enumerate(data.train.batches(batch_size)):
+        if step == batches:
+            break
         F.cross_entropy(work(x), y).backward()
     grads = {
         name: module.weight.grad.detach().clone()

@@ -66,15 +66,14 @@ class StaticInt8Config:
 def calibration_inputs(context: CompressContext, samples: int) -> torch.Tensor:
     """The calibration inputs: those given, else the first training samples of the data."""
     if context.calibration_data is not None:
-        data = context.calibration_data
-    elif context.data is not None:
-        data = context.data.train.x
+        return context.calibration_data[:samples]
+    if context.data is not None:
+        return context.data.train.head(samples)
     else:
         raise ConfigError(
             "static quantization needs calibration inputs: pass calibration_data=... (a float "
             "tensor of shape (N, C, H, W)) or data=... to compress"
         )
-    return data[:samples]
 
 
 def quantize_static(

@@ -15,7 +15,6 @@ seed). It is read with ``allow_pickle=False``: an object array is refused, never
 from __future__ import annotations
 
 import logging
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -101,9 +100,10 @@ def read_npz(path: str, options: ImageOptions) -> dict[str, TensorSplit]:
         raise DataError(
             f"{file}: {str(error).splitlines()[0][:200]}; save plain numeric arrays with np.savez"
         ) from None
-    except (OSError, zipfile.BadZipFile, EOFError, KeyError) as error:
+    except Exception as error:  # an untrusted file: zip, npy header and tokenizer errors alike
+        reason = str(error).splitlines()[0][:120] if str(error) else ""
         raise DataError(
-            f"{file} is not a readable .npz ({type(error).__name__}: {str(error)[:120]}); "
+            f"{file} is not a readable .npz ({type(error).__name__}: {reason}); "
             "write it with np.savez"
         ) from None
     shapes = {split.sample_shape for split in splits.values()}

@@ -124,7 +124,8 @@ GOOD_SPEC = {"name": "mlp", "input_shape": [1, 8, 8], "num_classes": 10, "kwargs
     ("change", "message"),
     [
         ({"name": 5}, "name"),
-        ({"input_shape": [1, 8]}, "input_shape"),
+        ({"input_shape": [1, 8, 8, 8, 8]}, "input_shape"),
+        ({"input_shape": []}, "input_shape"),
         ({"input_shape": "1x8x8"}, "input_shape"),
         ({"input_shape": [1, 8, True]}, "input_shape"),
         ({"input_shape": [1, 8, 8.0]}, "input_shape"),

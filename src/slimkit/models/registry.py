@@ -13,10 +13,13 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import inspect
 import json
 import math
-from collections.abc import Callable, Mapping
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,8 +49,8 @@ class ModelSpec:
     It is stored in every checkpoint, so that a checkpoint alone rebuilds its model.
     """
 
-    name: str
-    input_shape: tuple[int, int, int]
+    name: str  # a registered name, or a user's function "module:function"
+    input_shape: tuple[int, ...]
     num_classes: int
     kwargs: Mapping[str, Any] = field(default_factory=dict)
 
@@ -87,12 +90,15 @@ class ModelSpec:
         if not isinstance(name, str) or not 0 < len(name) <= SPEC_LIMITS["string"]:
             raise ModelError(f"model spec name must be a model name; got {_short(name)}")
         shape = data["input_shape"]
-        if not isinstance(shape, (list, tuple)) or len(shape) != 3:
-            raise ModelError(f"model spec input_shape must be (C, H, W); got {_short(shape)}")
-        c, h, w = (_spec_int("input_shape", v, 1, SPEC_LIMITS["input_dim"]) for v in shape)
-        if c * h * w > SPEC_LIMITS["input_values"]:
+        if not isinstance(shape, (list, tuple)) or not 1 <= len(shape) <= 4:
             raise ModelError(
-                f"model spec input_shape {[c, h, w]} has {c * h * w} values per sample; "
+                f"model spec input_shape must be 1 to 4 sizes, such as (C, H, W) or (L,); got "
+                f"{_short(shape)}"
+            )
+        sizes = tuple(_spec_int("input_shape", v, 1, SPEC_LIMITS["input_dim"]) for v in shape)
+        if math.prod(sizes) > SPEC_LIMITS["input_values"]:
+            raise ModelError(
+                f"model spec input_shape {list(sizes)} has {math.prod(sizes)} values per sample; "
                 f"the limit is {SPEC_LIMITS['input_values']}"
             )
         num_classes = _spec_int("num_classes", data["num_classes"], 2, SPEC_LIMITS["classes"])
@@ -109,7 +115,7 @@ class ModelSpec:
                 "fields"
             )
         _check_spec_value("kwargs", kwargs, depth=0, budget=[SPEC_LIMITS["items"]])
-        return cls(name=name, input_shape=(c, h, w), num_classes=num_classes, kwargs=dict(kwargs))
+        return cls(name=name, input_shape=sizes, num_classes=num_classes, kwargs=dict(kwargs))
 
 
 # Limits on a spec read from a file: far above any real model, low enough that building the
@@ -258,13 +264,66 @@ def create_model(
     return model
 
 
+# Where a user's function named by a spec (``module:function``) may come from, besides the
+# current directory: set by allow_user_code (a recipe's folder and allowed packages)
+_user_code: contextvars.ContextVar[tuple[tuple[str, ...], tuple[str, ...]]] = (
+    contextvars.ContextVar("slimkit_user_code", default=((), ()))
+)
+
+
+@contextlib.contextmanager
+def allow_user_code(roots: Iterable[str] = (), allow_modules: Iterable[str] = ()) -> Iterator[None]:
+    """Let :func:`build_model` rebuild user functions from ``roots`` (folders of ``.py`` files)
+    and ``allow_modules`` (installed packages), besides the current directory."""
+    token = _user_code.set((tuple(map(str, roots)), tuple(allow_modules)))
+    try:
+        yield
+    finally:
+        _user_code.reset(token)
+
+
+def build_user_function(spec: ModelSpec) -> nn.Module:
+    """Call the user's ``module:function`` of ``spec`` with its args (and ``input_shape`` and
+    ``num_classes`` where it takes them). Only functions the rules of
+    :mod:`slimkit.pipeline.user_code` allow run: a ``def`` in a ``.py`` file of the current
+    directory (or of a recipe's folder), or of a package allowed by name."""
+    from slimkit.errors import ConfigError
+    from slimkit.pipeline.user_code import resolve_function
+
+    roots, allowed = _user_code.get()
+    try:
+        function = resolve_function(
+            spec.name, roots=(*roots, os.getcwd()), allow_modules=allowed, where="model spec"
+        )
+    except ConfigError as error:
+        raise ModelError(str(error)) from None
+    params = inspect.signature(function).parameters
+    kwargs = dict(spec.kwargs)
+    if "input_shape" in params:
+        kwargs["input_shape"] = tuple(spec.input_shape)
+    if "num_classes" in params:
+        kwargs["num_classes"] = spec.num_classes
+    try:
+        model = function(**kwargs)
+    except Exception as error:  # the user's code: any failure is one line
+        raise ModelError(
+            f"model function {spec.name!r} raised {type(error).__name__}: {str(error)[:200]}"
+        ) from None
+    if not isinstance(model, nn.Module):
+        raise ModelError(f"model function {spec.name!r} returned {type(model).__name__}")
+    model.slimkit_spec = spec  # type: ignore[assignment]
+    return model
+
+
 def build_model(spec: ModelSpec) -> nn.Module:
-    """Rebuild a model from its spec (fresh weights)."""
+    """Rebuild a model from its spec (fresh weights): a zoo model, or a user's function."""
     reserved = sorted(RESERVED_ARGUMENTS & set(spec.kwargs))
     if reserved:
         raise ModelError(
             f"model spec kwargs may not set {', '.join(reserved)}; those are the spec's own fields"
         )
+    if ":" in spec.name:
+        return build_user_function(spec)
     return create_model(
         spec.name, input_shape=spec.input_shape, num_classes=spec.num_classes, **dict(spec.kwargs)
     )

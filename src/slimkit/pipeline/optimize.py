@@ -33,10 +33,11 @@ from torch import nn
 from slimkit.data import DataConfig, Dataset, load_dataset
 from slimkit.data.dataset import data_record
 from slimkit.errors import ConfigError, SlimkitError
-from slimkit.io import WriteError, write_atomic, write_json_atomic, write_text_atomic
+from slimkit.io import WriteError, write_json_atomic, write_text_atomic
 from slimkit.measure import environment
 from slimkit.models import create_model
-from slimkit.pipeline.recipe import CandidateSpec, Recipe, build_user_model
+from slimkit.models.registry import allow_user_code
+from slimkit.pipeline.recipe import CandidateSpec, ModelSource, Recipe, build_user_model
 from slimkit.progress import Progress, ProgressEvent, ProgressFn, reporting
 from slimkit.report import Report, write_report
 from slimkit.report.candidates import Candidate
@@ -66,6 +67,7 @@ from slimkit.train import (
     save_checkpoint,
     train,
 )
+from slimkit.train.weights import load_weights
 
 logger = logging.getLogger(__name__)
 
@@ -178,35 +180,47 @@ def _baseline_model(recipe: Recipe, data: Dataset, folder: RunFolder, say: Say) 
         return load_checkpoint(source.checkpoint).model
     saved = folder.path / "baseline.safetensors"
     torch.manual_seed(recipe.seed)
-    if source.zoo is not None:
-        if saved.is_file():
-            say("baseline: reusing the trained checkpoint")
-            return load_checkpoint(saved).model
-        model = create_model(
-            source.zoo, input_shape=data.input_shape, num_classes=data.num_classes, **source.args
+    if source.weights is not None:  # the user's trained weights are the baseline, as they are
+        say(f"baseline: loading {source.describe()}")
+        return _save_baseline(
+            source, load_weights(_build(recipe, data), source.weights), data, saved
         )
-    else:
-        assert source.function is not None
-        model = build_user_model(
-            source.function, source.args, data.input_shape, data.num_classes, code=recipe.code
-        )
-        if saved.is_file():
-            from safetensors.torch import load_model
+    if source.zoo is not None and saved.is_file():
+        say("baseline: reusing the trained checkpoint")
+        return load_checkpoint(saved).model
+    model = _build(recipe, data)
+    if saved.is_file():  # a user function's trained weights
+        from safetensors.torch import load_model
 
-            load_model(model, str(saved))
-            return model.eval()
+        load_model(model, str(saved))
+        return model.eval()
     config = TrainConfig.from_dict({**recipe.train, "seed": recipe.seed})
     state = folder.path / "baseline.train-state.pt"
     doing = "resuming" if state.is_file() else "training"
     say(f"baseline: {doing} {source.describe()} ({config.epochs} epochs)")
     train(model, data, config, resume_file=state, callbacks=[EpochProgress(_epochs_to(say))])
-    if source.zoo is not None:
-        save_checkpoint(model, saved, metadata={"data": data_record(data)})
-    else:
-        from safetensors.torch import save_model
-
-        write_atomic(saved, lambda tmp: save_model(model, str(tmp)))
+    _save_baseline(source, model, data, saved)
     state.unlink(missing_ok=True)
+    return model.eval()
+
+
+def _build(recipe: Recipe, data: Dataset) -> nn.Module:
+    """The recipe's zoo model or user function, built for the data (untrained)."""
+    source = recipe.model
+    if source.zoo is not None:
+        return create_model(
+            source.zoo, input_shape=data.input_shape, num_classes=data.num_classes, **source.args
+        )
+    assert source.function is not None
+    return build_user_model(
+        source.function, source.args, data.input_shape, data.num_classes, code=recipe.code
+    )
+
+
+def _save_baseline(source: ModelSource, model: nn.Module, data: Dataset, saved: Path) -> nn.Module:
+    """Write the baseline to the run folder as a slimkit checkpoint (a user function's records
+    the function and its args, so export, quantize and a distillation teacher rebuild it)."""
+    save_checkpoint(model, saved, metadata={"data": data_record(data)})
     return model.eval()
 
 
@@ -297,9 +311,10 @@ def _run_candidate(
     trains_own_model = spec.model is not None or distillation is not None
     if trains_own_model:
         model_source = spec.model or recipe.model
-        assert model_source.zoo is not None  # the recipe check made sure
+        built = model_source.zoo or model_source.function
+        assert built is not None  # the recipe check made sure
         plan = TrialPlan(
-            model_source.zoo,
+            built,
             dict(model_source.args),
             {**recipe.train, **(spec.train or {})},
             distillation,
@@ -619,6 +634,20 @@ def _run_stages(
     total: int,
 ) -> None:
     """Baseline, candidates, search, report: each finished piece on disk before the next."""
+    # checkpoints of the recipe's own functions (the baseline, a teacher) rebuild from its folder
+    with allow_user_code(recipe.code.roots, recipe.code.allow_modules):
+        _stages(recipe, report, folder, tell, step, on_event, total)
+
+
+def _stages(
+    recipe: Recipe,
+    report: Report,
+    folder: RunFolder,
+    tell: Say,
+    step: Advance,
+    on_event: Callable[[str, Mapping[str, int]], None] | None,
+    total: int,
+) -> None:
     data = load_dataset(DataConfig.from_dict(recipe.data))
     preflight(recipe, data)
     baseline = _baseline_model(recipe, data, folder, tell)

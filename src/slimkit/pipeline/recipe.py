@@ -74,9 +74,11 @@ class ModelSource:
     function: str | None = None
     args: Mapping[str, Any] = field(default_factory=dict)
     checkpoint: str | None = None
+    weights: str | None = None  # trained weights of the zoo model or function: not retrained
 
     def describe(self) -> str:
-        return self.zoo or self.function or f"checkpoint {self.checkpoint}"
+        built = self.zoo or self.function or f"checkpoint {self.checkpoint}"
+        return f"{built} with weights {self.weights}" if self.weights else built
 
 
 @dataclass(frozen=True)
@@ -107,19 +109,25 @@ def _zoo_arguments(name: str, args: Mapping[str, Any], where: Where) -> None:
 
 
 def parse_model(value: Any, where: Where, code: CodeRules | None = None) -> ModelSource:
-    """``lenet5`` | ``{name: lenet5, args: {...}}`` | ``{function: m:f}`` | ``{checkpoint: P}``."""
+    """``lenet5`` | ``{name: lenet5, args: {...}}`` | ``{function: m:f}`` | ``{checkpoint: P}``;
+    a name or function may add ``weights: PATH`` (trained weights: the baseline is not trained)."""
     code = code or CodeRules()
     if isinstance(value, str):
         value = {"name": value}
     if not isinstance(value, Mapping):
         raise ConfigError(f"{where}: expected a zoo name or a mapping; got {value!r}")
-    keys = set(value) - {"args"}
+    keys = set(value) - {"args", "weights"}
     if len(keys) != 1 or not keys <= {"name", "function", "checkpoint"}:
         raise ConfigError(
             f"{where}: give exactly one of name (a zoo model), function ('module:function') "
-            "or checkpoint (a .safetensors file), plus optional args; got "
+            "or checkpoint (a .safetensors file), plus optional args and weights; got "
             f"{sorted(map(str, value))}"
         )
+    weights = value.get("weights")
+    if "weights" in value:
+        if "checkpoint" in value:
+            raise ConfigError(f"{where / 'weights'}: a checkpoint holds its weights already")
+        weights = _weights_path(weights, where / "weights")
     args = value.get("args") or {}
     if not isinstance(args, Mapping) or not all(isinstance(k, str) for k in args):
         raise ConfigError(f"{where / 'args'}: expected a mapping of argument names; got {args!r}")
@@ -131,19 +139,35 @@ def parse_model(value: Any, where: Where, code: CodeRules | None = None) -> Mode
                 f"{', '.join(list_models())} (or use function: 'module:function')"
             )
         _zoo_arguments(name, args, where / "args")
-        return ModelSource(zoo=name, args=dict(args))
+        return ModelSource(zoo=name, args=dict(args), weights=weights)
     if "function" in value:
         text = value["function"]
         split_spec(text, str(where / "function"))
         function = code.resolve(text, str(where / "function"))
         check_arguments(function, args, str(where / "args"))
-        return ModelSource(function=text, args=dict(args))
+        return ModelSource(function=text, args=dict(args), weights=weights)
     if "args" in value:
         raise ConfigError(f"{where / 'args'}: a checkpoint takes no args (its spec is stored)")
     path = value["checkpoint"]
     if not isinstance(path, str) or not Path(path).is_file():
         raise ConfigError(f"{where / 'checkpoint'}: {path} does not exist (or is not a file)")
     return ModelSource(checkpoint=path)
+
+
+def _weights_path(value: Any, where: Where) -> str:
+    from slimkit.train.weights import WEIGHT_SUFFIXES
+
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{where}: expected the path of a weights file; got {value!r}")
+    path = Path(value).expanduser()
+    if path.suffix.lower() not in WEIGHT_SUFFIXES:
+        raise ConfigError(
+            f"{where}: {value} is not a weights file; give .safetensors, or a state_dict saved "
+            "by torch.save as .pt / .pth / .bin"
+        )
+    if not path.is_file():
+        raise ConfigError(f"{where}: {value} does not exist (or is not a file)")
+    return str(path.resolve())
 
 
 def build_user_model(
@@ -172,6 +196,12 @@ def build_user_model(
         raise ConfigError(
             f"model function {spec!r} returned {type(model).__name__}, not a torch.nn.Module"
         )
+    from slimkit.models import ModelSpec
+
+    # the spec a checkpoint of it records: the function and args rebuild it (see build_model)
+    model.slimkit_spec = ModelSpec(  # type: ignore[assignment]
+        spec, tuple(input_shape), num_classes, {k: v for k, v in args.items()}
+    )
     return model
 
 
@@ -397,9 +427,14 @@ def _parse_candidate(
         raise ConfigError(f"{where}: a candidate needs techniques, a model, or both")
     distils = any(t["technique"] == "distillation" for t in techniques)
     own = model or baseline
-    if (model is not None or distils) and own.zoo is None:
+    if (model is not None or distils) and own.zoo is None and own.function is None:
         raise ConfigError(
-            f"{where}: a candidate with its own model (or distillation) trains a zoo model; "
-            f"{own.describe()} is not one (name a zoo model under model:)"
+            f"{where}: a candidate with its own model (or distillation) trains a zoo model or "
+            f"a function of yours; {own.describe()} is neither (name one under model:)"
+        )
+    if model is not None and model.weights is not None:
+        raise ConfigError(
+            f"{where / 'model' / 'weights'}: a candidate's own model is trained by the candidate; "
+            "weights apply to the recipe's model (the baseline)"
         )
     return CandidateSpec(name, techniques, model, train)

@@ -34,7 +34,7 @@ from slimkit.errors import ConfigError
 from slimkit.export import export
 from slimkit.export.registry import exporter_info
 from slimkit.measure import LatencyConfig, count_costs, measure
-from slimkit.models import create_model
+from slimkit.models import ModelSpec, build_model
 from slimkit.report.candidates import Candidate
 from slimkit.runtime import load_runtime, predict_batches
 from slimkit.search.space import DISTILLATION, TrialPlan
@@ -180,8 +180,9 @@ def _build_and_train(
     """The plan's model, built and trained (or distilled) with its training config."""
     train_config = TrainConfig.from_dict({**plan.train, "seed": seed})
     torch.manual_seed(seed)
-    model = create_model(
-        plan.model, input_shape=data.input_shape, num_classes=data.num_classes, **plan.model_kwargs
+    # a zoo name, or a user's "module:function" (from the places allow_user_code allows)
+    model = build_model(
+        ModelSpec(plan.model, data.input_shape, data.num_classes, dict(plan.model_kwargs))
     )
     reporter = _EpochReporter(on_epoch)
     if plan.distillation is not None:

@@ -20,7 +20,7 @@ from torch import nn
 import slimkit
 from slimkit.data import DataConfig, load_dataset
 from slimkit.data.digits import load_digits_arrays
-from slimkit.errors import CheckpointError
+from slimkit.errors import CheckpointError, ConfigError
 from slimkit.train.weights import load_weights
 
 MODULE = '''
@@ -181,3 +181,32 @@ def test_a_checkpoint_rebuilds_only_your_own_functions(
     with pytest.raises(CheckpointError, match="is not a function of yours"):
         load_checkpoint(tmp_path / "hostile.safetensors")
     assert not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.slow
+def test_optimize_takes_your_module_in_python(tmp_path: Path) -> None:
+    data = load_dataset("digits", seed=0)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+    slimkit.train(model, data, slimkit.TrainConfig(epochs=20, lr=0.01, seed=0), progress=False)
+    with torch.no_grad():
+        accuracy = float((model.eval()(data.test.x).argmax(1) == data.test.y).float().mean())
+    recipe = {
+        "name": "mine",
+        "data": "digits",
+        "target": {"latency_budget_s": 0.1},
+        "candidates": [{"name": "int8", "techniques": [{"technique": "dynamic_int8"}]}],
+    }
+    report = slimkit.optimize(recipe, model=model, out=tmp_path / "run", progress=False)
+    baseline = report.candidate("baseline")
+    assert baseline.accuracy == pytest.approx(accuracy, abs=1.5 / len(data.test))  # as given
+    assert report.candidate("int8").error is None
+    assert report.recipe["model"]["python"] == "Sequential"
+
+    other = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))  # another model, same run folder
+    with pytest.raises(ConfigError, match="holds a run of a different recipe"):
+        slimkit.optimize(recipe, model=other, out=tmp_path / "run", progress=False)
+    with pytest.raises(ConfigError, match=r"gives \(2, 3\) for 2 inputs"):
+        slimkit.optimize(
+            recipe, model=nn.Sequential(nn.Flatten(), nn.Linear(64, 3)), out=tmp_path / "r2"
+        )

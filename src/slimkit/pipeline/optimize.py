@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import datetime as _dt
 import hashlib
 import json
@@ -33,9 +34,9 @@ from torch import nn
 from slimkit.data import DataConfig, Dataset, load_dataset
 from slimkit.data.dataset import data_record
 from slimkit.errors import ConfigError, SlimkitError
-from slimkit.io import WriteError, write_json_atomic, write_text_atomic
+from slimkit.io import WriteError, write_atomic, write_json_atomic, write_text_atomic
 from slimkit.measure import environment
-from slimkit.models import create_model
+from slimkit.models import create_model, model_spec_of
 from slimkit.models.registry import allow_user_code
 from slimkit.pipeline.recipe import CandidateSpec, ModelSource, Recipe, build_user_model
 from slimkit.progress import Progress, ProgressEvent, ProgressFn, reporting
@@ -180,6 +181,9 @@ def _baseline_model(recipe: Recipe, data: Dataset, folder: RunFolder, say: Say) 
         return load_checkpoint(source.checkpoint).model
     saved = folder.path / "baseline.safetensors"
     torch.manual_seed(recipe.seed)
+    if source.module is not None:  # optimize(recipe, model=...): the trained module, as it is
+        say(f"baseline: {source.describe()} as given")
+        return _save_baseline(source, copy.deepcopy(source.module).eval(), data, saved)
     if source.weights is not None:  # the user's trained weights are the baseline, as they are
         say(f"baseline: loading {source.describe()}")
         return _save_baseline(
@@ -219,8 +223,14 @@ def _build(recipe: Recipe, data: Dataset) -> nn.Module:
 
 def _save_baseline(source: ModelSource, model: nn.Module, data: Dataset, saved: Path) -> nn.Module:
     """Write the baseline to the run folder as a slimkit checkpoint (a user function's records
-    the function and its args, so export, quantize and a distillation teacher rebuild it)."""
-    save_checkpoint(model, saved, metadata={"data": data_record(data)})
+    the function and its args, so export, quantize and a distillation teacher rebuild it); a
+    module given in Python without a spec is written as plain safetensors weights."""
+    if model_spec_of(model) is not None:
+        save_checkpoint(model, saved, metadata={"data": data_record(data)})
+    else:
+        from safetensors.torch import save_model
+
+        write_atomic(saved, lambda tmp: save_model(model.to("cpu"), str(tmp)))
     return model.eval()
 
 
@@ -234,6 +244,26 @@ def _epochs_to(say: Say) -> ProgressFn:
     return report
 
 
+def _check_module(module: nn.Module, data: Dataset) -> None:
+    """A model given in Python must run on two of the data's inputs and give one logit a class."""
+    name = type(module).__name__
+    probe = copy.deepcopy(module).eval().to("cpu")
+    try:
+        with torch.no_grad():
+            out = probe(data.train.head(2))
+    except Exception as error:  # the user's module: any failure is one line
+        raise ConfigError(
+            f"model= ({name}) cannot run on the data's inputs {tuple(data.input_shape)} "
+            f"{data.input_dtype}: {type(error).__name__}: {_first_line(error)}"
+        ) from None
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, data.num_classes):
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ConfigError(
+            f"model= ({name}) gives {shape} for 2 inputs; slimkit needs logits (2, "
+            f"{data.num_classes}): one per class of {data.describe()}"
+        )
+
+
 def preflight(recipe: Recipe, data: Dataset) -> None:
     """The checks that need the data's shapes, made before anything trains.
 
@@ -243,6 +273,8 @@ def preflight(recipe: Recipe, data: Dataset) -> None:
     """
     where = recipe.location
     source = recipe.model
+    if source.module is not None:
+        _check_module(source.module, data)
     if source.checkpoint is not None:
         spec, _ = read_checkpoint_metadata(source.checkpoint)
         if tuple(spec.input_shape) != data.input_shape or spec.num_classes != data.num_classes:
@@ -294,6 +326,8 @@ def _meta_build(name: str, args: Mapping[str, Any], data: Dataset, where: Any) -
 
 def _baseline_name(recipe: Recipe) -> str:
     source = recipe.model
+    if source.module is not None:
+        return type(source.module).__name__
     return source.zoo or source.function or "checkpoint"
 
 
@@ -345,10 +379,11 @@ def _run_candidate(
 def _search_settings(recipe: Recipe, folder: RunFolder) -> SearchSettings:
     search = dict(recipe.search or {})
     teacher = None
-    if recipe.model.checkpoint:
-        teacher = recipe.model.checkpoint
-    elif recipe.model.zoo:
-        teacher = str(folder.path / "baseline.safetensors")
+    source = recipe.model
+    if source.checkpoint:
+        teacher = source.checkpoint
+    elif source.zoo or source.function or model_spec_of(source.module) is not None:
+        teacher = str(folder.path / "baseline.safetensors")  # a checkpoint that rebuilds it
     return SearchSettings(
         space=search["space"] or default_space(distill=teacher is not None),
         objectives=recipe.source.get("objectives") or ["accuracy", "latency"],
@@ -398,6 +433,23 @@ def mark_feasibility(candidate: Candidate, recipe: Recipe) -> None:
     broken = [c.text for c in recipe.objectives.constraints if not c.satisfied(metrics)]
     details["feasible"] = not broken
     details["constraints_broken"] = broken
+
+
+def _with_module(recipe: Recipe, model: nn.Module) -> Recipe:
+    """The recipe with ``model`` as its baseline; its weights' hash joins the recipe's
+    fingerprint, so a run folder never mixes two different models under one name."""
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"model= must be a torch.nn.Module; got {type(model).__name__}")
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    described = {"python": type(model).__name__, "weights_sha256": digest.hexdigest()}
+    return dataclasses.replace(
+        recipe,
+        model=ModelSource(module=model),
+        source={**recipe.source, "model": described},
+    )
 
 
 def _as_recipe(recipe: Recipe | Mapping[str, Any] | str | Path, allow: Iterable[str]) -> Recipe:
@@ -538,11 +590,15 @@ def optimize(
     allow_modules: Iterable[str] = (),
     threads: int | None = None,
     progress: Progress = None,
+    model: nn.Module | None = None,
 ) -> Report:
     """Run a recipe end to end (or continue it) and return the report object.
 
     Args:
         recipe: a :class:`Recipe`, a recipe dict, or the path of a YAML recipe.
+        model: your trained model: the baseline as it is (not retrained), in place of the
+            recipe's ``model``. Candidates fine-tune copies of it; a module built by
+            :func:`~slimkit.create_model` (or a recipe function) can also teach the search.
         out: the run folder (default ``runs_dir/NAME``).
         say: progress messages; ``advance(stage, done, total)`` after each finished unit;
             ``on_event`` gets the search's trial counts.
@@ -561,6 +617,8 @@ def optimize(
         >>> report.front("latency")  # doctest: +SKIP
     """
     recipe = _as_recipe(recipe, allow_modules)
+    if model is not None:
+        recipe = _with_module(recipe, model)
     # import the plotting stack before any long work: a Ctrl-C that lands inside a first,
     # lazy import would leave matplotlib half-imported for the final (incomplete) report
     import matplotlib.figure  # noqa: F401

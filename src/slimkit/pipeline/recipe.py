@@ -75,8 +75,11 @@ class ModelSource:
     args: Mapping[str, Any] = field(default_factory=dict)
     checkpoint: str | None = None
     weights: str | None = None  # trained weights of the zoo model or function: not retrained
+    module: Any = None  # a trained nn.Module given in Python (optimize(recipe, model=...))
 
     def describe(self) -> str:
+        if self.module is not None:
+            return f"your {type(self.module).__name__}"
         built = self.zoo or self.function or f"checkpoint {self.checkpoint}"
         return f"{built} with weights {self.weights}" if self.weights else built
 
@@ -152,6 +155,15 @@ def parse_model(value: Any, where: Where, code: CodeRules | None = None) -> Mode
     if not isinstance(path, str) or not Path(path).is_file():
         raise ConfigError(f"{where / 'checkpoint'}: {path} does not exist (or is not a file)")
     return ModelSource(checkpoint=path)
+
+
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _weights_path(value: Any, where: Where) -> str:
@@ -303,6 +315,8 @@ class Recipe:
                 has_teacher=model.function is None,
             )
         source = dict(data)
+        if model.weights is not None:  # the run folder refuses other weights under one name
+            source["model"] = {**data["model"], "weights_sha256": file_sha256(model.weights)}
         if search is not None and search.get("storage"):
             source["search"] = {**data["search"], "storage": redact_url(search["storage"])}
         return cls(

@@ -118,6 +118,7 @@ def test_optimize_a_folder_with_your_trained_weights(tmp_path: Path) -> None:
         import mynet  # type: ignore[import-not-found]
     finally:
         sys.path.remove(str(tmp_path))
+        sys.modules.pop("mynet", None)  # the CLI below imports it by itself
     config = DataConfig("folder", str(tmp_path / "images"), image_size=12, seed=0)
     data = load_dataset(config)
     torch.manual_seed(0)
@@ -167,12 +168,12 @@ def test_a_checkpoint_rebuilds_only_your_own_functions(
     from slimkit.pipeline.recipe import build_user_model
     from slimkit.train import load_checkpoint, save_checkpoint
 
-    (tmp_path / "mynet.py").write_text(MODULE)
+    (tmp_path / "ckptnet.py").write_text(MODULE)  # a name no other test imports
     monkeypatch.chdir(tmp_path)  # a user's files: the current directory
-    model = build_user_model("mynet:build", {"width": 4}, (1, 8, 8), 10)
+    model = build_user_model("ckptnet:build", {"width": 4}, (1, 8, 8), 10)
     save_checkpoint(model, tmp_path / "mine.safetensors")
     loaded = load_checkpoint(tmp_path / "mine.safetensors")
-    assert loaded.spec.name == "mynet:build" and dict(loaded.spec.kwargs) == {"width": 4}
+    assert loaded.spec.name == "ckptnet:build" and dict(loaded.spec.kwargs) == {"width": 4}
     x = torch.rand(2, 1, 8, 8)
     assert torch.equal(loaded.model(x), model.eval()(x))
 

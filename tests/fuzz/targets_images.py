@@ -36,6 +36,18 @@ def _encode(pixels: np.ndarray, fmt: str) -> bytes:
     return out.getvalue()
 
 
+def load_every_split(spec: str, memory: int) -> str:
+    """``load_dataset(spec)`` and one batch of each split: OK, or CLEAN after a one-line
+    refusal; the peak memory it adds stays under ``memory`` bytes."""
+    from slimkit.data import load_dataset
+
+    with expect_clean() as verdict, memory_bound(memory, spec.split(":")[0]):
+        data = load_dataset(spec, val_fraction=0.25)
+        for split in (data.train, data.val, data.test):
+            next(split.batches(64))
+    return verdict[0]
+
+
 def folder_seeds(folder: Path) -> list[Input]:
     """A PNG folder (class subfolders), a JPEG one with train/ and test/, a mixed one."""
     pixels, labels = _digits(24)
@@ -80,19 +92,13 @@ def generate_folder(rng: Any, seeds: Sequence[Input]) -> Input:
 
 def check_folder(files: Input, tmp: Path) -> str:
     """``load_dataset("folder:...")`` and one batch of each split; memory bounded."""
-    from slimkit.data import load_dataset
-
     root = tmp / "images"
     for name, data in files.items():
         path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
     root.mkdir(exist_ok=True)
-    with expect_clean() as verdict, memory_bound(512 << 20, "folder:"):
-        data = load_dataset(f"folder:{root}", val_fraction=0.25)
-        for split in (data.train, data.val, data.test):
-            next(split.batches(64))
-    return verdict[0]
+    return load_every_split(f"folder:{root}", 512 << 20)
 
 
 def cifar_seeds(folder: Path) -> list[Input]:
@@ -126,17 +132,11 @@ def generate_cifar(rng: Any, seeds: Sequence[Input]) -> Input:
 
 
 def check_cifar(files: Input, tmp: Path) -> str:
-    from slimkit.data import load_dataset
-
     root = tmp / "cifar-10-batches-bin"
     root.mkdir()
     for name, data in files.items():
         (root / name).write_bytes(data)
-    with expect_clean() as verdict, memory_bound(256 << 20, "cifar10:"):
-        data = load_dataset(f"cifar10:{root}", val_fraction=0.25)
-        for split in (data.train, data.val, data.test):
-            next(split.batches(64))
-    return verdict[0]
+    return load_every_split(f"cifar10:{root}", 256 << 20)
 
 
 def npz_seeds(folder: Path) -> list[Input]:
@@ -205,15 +205,9 @@ def npz_regressions(seeds: Sequence[Input]) -> list[Input]:
 
 
 def check_npz(data: Input, tmp: Path) -> str:
-    from slimkit.data import load_dataset
-
     path = tmp / "arrays.npz"
     path.write_bytes(data)
-    with expect_clean() as verdict, memory_bound(256 << 20, "npz:"):
-        dataset = load_dataset(f"npz:{path}", val_fraction=0.25)
-        for split in (dataset.train, dataset.val, dataset.test):
-            next(split.batches(64))
-    return verdict[0]
+    return load_every_split(f"npz:{path}", 256 << 20)
 
 
 TARGETS = [

@@ -121,7 +121,8 @@ class TorchSource(Source):
                     f"{self.name}[0] {self.sample_shape} {self.dtype}; give one shape and dtype"
                 )
         if not out:
-            return np.empty((0, *self.sample_shape), np.float32)
+            empty = np.int64 if self.dtype == torch.int64 else np.float32
+            return np.empty((0, *self.sample_shape), empty)
         return torch.stack(out).numpy()
 
 

@@ -694,37 +694,25 @@ def _run_stages(
     """Baseline, candidates, search, report: each finished piece on disk before the next."""
     # checkpoints of the recipe's own functions (the baseline, a teacher) rebuild from its folder
     with allow_user_code(recipe.code.roots, recipe.code.allow_modules):
-        _stages(recipe, report, folder, tell, step, on_event, total)
-
-
-def _stages(
-    recipe: Recipe,
-    report: Report,
-    folder: RunFolder,
-    tell: Say,
-    step: Advance,
-    on_event: Callable[[str, Mapping[str, int]], None] | None,
-    total: int,
-) -> None:
-    data = load_dataset(DataConfig.from_dict(recipe.data))
-    preflight(recipe, data)
-    baseline = _baseline_model(recipe, data, folder, tell)
-    report.candidates.append(_baseline_candidate(recipe, data, baseline, folder, tell))
-    _set_stage(report, "baseline", "done")
-    step("baseline", 1, total)
-    write_report(report, folder.path)
-    for index, spec in enumerate(recipe.candidates):
-        report.candidates.append(_fixed_candidate(spec, recipe, data, baseline, folder, tell))
-        step("candidates", 2 + index, total)
-    _set_stage(report, "candidates", "done")
-    write_report(report, folder.path)
-    if recipe.search:
-        report.candidates.extend(_search_stage(recipe, folder, tell, on_event))
-        _set_stage(report, "search", "done")
-    _note_constraints(report, recipe)
-    report.complete = True
-    _set_stage(report, "report", "done")
-    write_report(report, folder.path)
+        data = load_dataset(DataConfig.from_dict(recipe.data))
+        preflight(recipe, data)
+        baseline = _baseline_model(recipe, data, folder, tell)
+        report.candidates.append(_baseline_candidate(recipe, data, baseline, folder, tell))
+        _set_stage(report, "baseline", "done")
+        step("baseline", 1, total)
+        write_report(report, folder.path)
+        for index, spec in enumerate(recipe.candidates):
+            report.candidates.append(_fixed_candidate(spec, recipe, data, baseline, folder, tell))
+            step("candidates", 2 + index, total)
+        _set_stage(report, "candidates", "done")
+        write_report(report, folder.path)
+        if recipe.search:
+            report.candidates.extend(_search_stage(recipe, folder, tell, on_event))
+            _set_stage(report, "search", "done")
+        _note_constraints(report, recipe)
+        report.complete = True
+        _set_stage(report, "report", "done")
+        write_report(report, folder.path)
 
 
 def _first_line(error: BaseException) -> str:

@@ -211,3 +211,39 @@ def test_optimize_takes_your_module_in_python(tmp_path: Path) -> None:
         slimkit.optimize(
             recipe, model=nn.Sequential(nn.Flatten(), nn.Linear(64, 3)), out=tmp_path / "r2"
         )
+
+
+@pytest.mark.slow
+def test_the_search_varies_your_functions_arguments(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "searchnet.py").write_text(MODULE)  # a name no other test imports
+    monkeypatch.chdir(tmp_path)
+    recipe = {
+        "name": "searched",
+        "data": {"source": "digits", "max_train_samples": 400},
+        "model": {"function": "searchnet:build", "args": {"width": 4}},
+        "train": {"epochs": 2},
+        "target": {"latency_budget_s": 0.05},
+        "search": {
+            "trials": 3,
+            "sampler": "random",
+            "space": {
+                "model": {"searchnet:build": {"width": {"choice": [2, 6]}}},
+                "train": {"epochs": 1},
+                "techniques": [{"slot": "distill", "choices": {"none": {}, "distillation": {}}}],
+            },
+        },
+    }
+    report = slimkit.optimize(recipe, out=tmp_path / "run", progress=False)
+    trials = [c for c in report.candidates if c.source == "search"]
+    assert len(trials) == 3 and all(c.error is None for c in trials), [c.error for c in trials]
+    assert {c.model["kwargs"]["width"] for c in trials} <= {2, 6}
+    assert all(c.model["name"] == "searchnet:build" for c in trials)
+
+    bad = {**recipe, "search": {"trials": 1, "space": {"model": {"os:system": {}}}}}
+    with pytest.raises(ConfigError, match="is not a function of yours"):
+        slimkit.optimize(bad, out=tmp_path / "bad", progress=False)
+    arg = {**recipe, "search": {"trials": 1, "space": {"model": {"searchnet:build": {"depth": 3}}}}}
+    with pytest.raises(ConfigError, match="depth"):
+        slimkit.optimize(arg, out=tmp_path / "arg", progress=False)

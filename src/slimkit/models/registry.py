@@ -282,21 +282,32 @@ def allow_user_code(roots: Iterable[str] = (), allow_modules: Iterable[str] = ()
         _user_code.reset(token)
 
 
-def build_user_function(spec: ModelSpec) -> nn.Module:
-    """Call the user's ``module:function`` of ``spec`` with its args (and ``input_shape`` and
-    ``num_classes`` where it takes them). Only functions the rules of
-    :mod:`slimkit.pipeline.user_code` allow run: a ``def`` in a ``.py`` file of the current
-    directory (or of a recipe's folder), or of a package allowed by name."""
+def resolve_user_function(name: str) -> Callable[..., Any]:
+    """The user's function ``module:function``, from the current directory or the places
+    :func:`allow_user_code` allows (the rules of :mod:`slimkit.pipeline.user_code`)."""
     from slimkit.errors import ConfigError
     from slimkit.pipeline.user_code import resolve_function
 
     roots, allowed = _user_code.get()
     try:
-        function = resolve_function(
-            spec.name, roots=(*roots, os.getcwd()), allow_modules=allowed, where="model spec"
+        return resolve_function(
+            name, roots=(*roots, os.getcwd()), allow_modules=allowed, where="model"
         )
     except ConfigError as error:
         raise ModelError(str(error)) from None
+
+
+def user_code_rules() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The ``(roots, allow_modules)`` in effect (see :func:`allow_user_code`)."""
+    return _user_code.get()
+
+
+def build_user_function(spec: ModelSpec) -> nn.Module:
+    """Call the user's ``module:function`` of ``spec`` with its args (and ``input_shape`` and
+    ``num_classes`` where it takes them). Only functions the rules of
+    :mod:`slimkit.pipeline.user_code` allow run: a ``def`` in a ``.py`` file of the current
+    directory (or of a recipe's folder), or of a package allowed by name."""
+    function = resolve_user_function(spec.name)
     params = inspect.signature(function).parameters
     kwargs = dict(spec.kwargs)
     if "input_shape" in params:

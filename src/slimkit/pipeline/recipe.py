@@ -40,6 +40,7 @@ from torch import nn
 
 from slimkit.errors import ConfigError, check_keys
 from slimkit.models import list_models
+from slimkit.models.registry import allow_user_code
 from slimkit.pipeline.recipe_search import parse_search
 from slimkit.pipeline.user_code import check_arguments, resolve_function, split_spec
 from slimkit.search.evaluate import Target
@@ -304,16 +305,17 @@ class Recipe:
             raise ConfigError(f"{root / 'seed'}: expected an int in [0, 2**32 - 1]; got {seed!r}")
         search = None
         if data.get("search") is not None:
-            search = parse_search(
-                data["search"],
-                root / "search",
-                objectives=data.get("objectives"),
-                constraints=data.get("constraints"),
-                target=target,
-                data=data_config,
-                seed=seed,
-                has_teacher=model.function is None,
-            )
+            with allow_user_code(code.roots, code.allow_modules):
+                search = parse_search(
+                    data["search"],
+                    root / "search",
+                    objectives=data.get("objectives"),
+                    constraints=data.get("constraints"),
+                    target=target,
+                    data=data_config,
+                    seed=seed,
+                    has_teacher=True,  # every model source can teach: its baseline is a checkpoint
+                )
         source = dict(data)
         if model.weights is not None:  # the run folder refuses other weights under one name
             source["model"] = {**data["model"], "weights_sha256": file_sha256(model.weights)}

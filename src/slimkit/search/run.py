@@ -45,7 +45,8 @@ from optuna.trial import FrozenTrial, TrialState
 from slimkit.data import DataConfig, Dataset, load_dataset
 from slimkit.errors import ConfigError, SlimkitError, check_choice
 from slimkit.measure.counters import count_costs
-from slimkit.models import create_model
+from slimkit.models import ModelSpec, build_model
+from slimkit.models.registry import allow_user_code, user_code_rules
 from slimkit.pareto import pareto_mask
 from slimkit.search.evaluate import Target, TrialStopped, evaluate_plan
 from slimkit.search.objectives import Objectives
@@ -107,6 +108,10 @@ class SearchSettings:
     teacher: str | None = None
     out_dir: str = "runs/search"
     study: str = "search"
+    # where the space's user functions ("module:function") may come from: the folders of the
+    # recipe (besides the current directory) and the packages allowed by name
+    code_roots: list[str] = field(default_factory=lambda: list(user_code_rules()[0]))
+    allow_modules: list[str] = field(default_factory=lambda: list(user_code_rules()[1]))
 
     def __post_init__(self) -> None:
         check_choice("sampler", self.sampler, SAMPLERS)
@@ -115,7 +120,8 @@ class SearchSettings:
             raise ConfigError(f"trials must be an int >= 1; got {self.trials!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigError(f"seed must be an int >= 0; got {self.seed!r}")
-        self.parsed_space = SearchSpace.from_dict(self.space)
+        with allow_user_code(self.code_roots, self.allow_modules):
+            self.parsed_space = SearchSpace.from_dict(self.space)
         self.parsed_objectives = Objectives.from_config(self.objectives, self.constraints)
         self.parsed_target = Target(**self.target)
         if self.parsed_space.uses_distillation and self.teacher is None:
@@ -250,11 +256,10 @@ class TrialRunner:
         )
         if twin is not None and twin.values is not None:
             return self.reuse(trial, twin)
-        model = create_model(
-            plan.model,
-            input_shape=self.data.input_shape,
-            num_classes=self.data.num_classes,
-            **plan.model_kwargs,
+        model = build_model(  # a zoo name or a user's "module:function"
+            ModelSpec(
+                plan.model, self.data.input_shape, self.data.num_classes, dict(plan.model_kwargs)
+            )
         )
         cost = count_costs(model, self.data.input_shape)
         trial.set_user_attr(ATTR_COST, {"macs": cost.macs, "params": cost.params})
@@ -359,7 +364,8 @@ def work(
     runner = TrialRunner(settings, study, data, say=say, limits=limits)
     logger.debug("worker %d (pid %d) joins study %s", worker_index, os.getpid(), settings.study)
     try:
-        return run_worker(study, runner, limits, on_event=on_event, workdir=settings.out_dir)
+        with allow_user_code(settings.code_roots, settings.allow_modules):
+            return run_worker(study, runner, limits, on_event=on_event, workdir=settings.out_dir)
     except OSError as error:  # a journal write failed: the trial stays RUNNING, retried later
         if error.errno not in ENVIRONMENT_ERRNOS or isinstance(error, SlimkitError):
             raise

@@ -42,7 +42,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from slimkit.errors import ConfigError, SlimkitError, check_keys
+from slimkit.errors import ConfigError, ModelError, SlimkitError, check_keys
 from slimkit.models import list_models
 from slimkit.models.registry import model_info
 from slimkit.techniques import list_techniques
@@ -217,7 +217,12 @@ def _train_fields() -> dict[str, Any]:
 
 
 def _model_arguments(name: str) -> dict[str, Any] | None:
-    params = inspect.signature(model_info(name).builder).parameters
+    if ":" in name:  # a user's function, from the places allow_user_code allows
+        from slimkit.models.registry import resolve_user_function
+
+        params = inspect.signature(resolve_user_function(name)).parameters
+    else:
+        params = inspect.signature(model_info(name).builder).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return None
     return {p: None for p in params if p not in ("input_shape", "num_classes")}
@@ -360,11 +365,16 @@ def _parse_models(raw: Any, where: Where) -> dict[str, OptionSpace]:
         raise ConfigError(f"{where}: expected a mapping of zoo model names to options")
     models: dict[str, OptionSpace] = {}
     for name, options in raw.items():
-        if not isinstance(name, str) or name not in list_models():
+        if not isinstance(name, str) or (name not in list_models() and ":" not in name):
             raise ConfigError(
-                f"{where}: unknown model {name!r}; choose from: {', '.join(list_models())}"
+                f"{where}: unknown model {name!r}; choose from: {', '.join(list_models())}, or "
+                "a function of yours as 'module:function'"
             )
-        models[name] = parse_options(where / name, options, _model_arguments(name))
+        try:
+            arguments = _model_arguments(name)
+        except ModelError as error:
+            raise ConfigError(f"{where / name}: {error}") from None
+        models[name] = parse_options(where / name, options, arguments)
     return models
 
 

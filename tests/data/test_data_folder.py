@@ -177,3 +177,36 @@ def test_image_options_are_checked(digits_folder: tuple[Path, np.ndarray, np.nda
     assert "image_size, crop and channels apply to folder: and cifar" in spec_error(
         "digits", image_size=16
     )
+
+
+FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+FASHION_CLASSES = ("tshirt", "trouser", "pullover", "dress", "coat")
+
+
+@pytest.mark.skipif(
+    not (FASHION_DIR / "t10k-images-idx3-ubyte.gz").is_file(),
+    reason=f"Fashion-MNIST is not in {FASHION_DIR} (apt-get install dataset-fashion-mnist)",
+)
+def test_a_fashion_mnist_png_folder_equals_its_idx_files(tmp_path: Path) -> None:
+    from slimkit.data import read_idx
+
+    images = read_idx(FASHION_DIR / "t10k-images-idx3-ubyte.gz")[:400]
+    labels = read_idx(FASHION_DIR / "t10k-labels-idx1-ubyte.gz")[:400]
+    keep = np.flatnonzero(labels < len(FASHION_CLASSES))
+    for split, rows in (("train", keep[:200]), ("test", keep[200:])):
+        for i in rows:
+            folder = tmp_path / split / FASHION_CLASSES[labels[i]]
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(images[i]).save(folder / f"{i}.png")
+    data = load_dataset(f"folder:{tmp_path}")
+    assert data.input_shape == (1, 28, 28) and len(data.test) == len(keep) - 200
+    assert data.classes is not None  # the subfolder names, sorted
+    index = [FASHION_CLASSES.index(name) for name in data.classes]
+    got = {
+        (index[int(y)], np.round(x[0].numpy() * 255).astype(np.uint8).tobytes())
+        for xb, yb in data.test.batches(50)
+        for x, y in zip(xb, yb, strict=True)
+    }
+    assert got == {(int(labels[i]), images[i].tobytes()) for i in keep[200:]}
+    resized = load_dataset(DataConfig("folder", str(tmp_path), image_size=32, channels=3))
+    assert resized.test.head(2).shape == (2, 3, 32, 32)

@@ -210,3 +210,33 @@ def test_a_fashion_mnist_png_folder_equals_its_idx_files(tmp_path: Path) -> None
     assert got == {(int(labels[i]), images[i].tobytes()) for i in keep[200:]}
     resized = load_dataset(DataConfig("folder", str(tmp_path), image_size=32, channels=3))
     assert resized.test.head(2).shape == (2, 3, 32, 32)
+
+
+def test_the_header_check_reports_progress(
+    digits_folder: tuple[Path, np.ndarray, np.ndarray],
+) -> None:
+    from slimkit.progress import ProgressEvent
+
+    root, pixels, _ = digits_folder
+    events: list[ProgressEvent] = []
+    load_dataset(f"folder:{root}", progress=events.append)
+    assert events and all(e.stage == "scan" and e.total == len(pixels) for e in events)
+    assert events[-1].done == len(pixels)
+
+
+def test_the_installed_cli_trains_on_a_folder(
+    digits_folder: tuple[Path, np.ndarray, np.ndarray], tmp_path: Path
+) -> None:
+    import json
+    import subprocess
+    import sys
+
+    root, _, _ = digits_folder
+    exe = Path(sys.executable).with_name("slimkit")
+    out = tmp_path / "mlp.safetensors"
+    command = [str(exe) if exe.is_file() else "slimkit", "train", "--data", f"folder:{root}"]
+    command += ["--model", "mlp", "--epochs", "2", "--out", str(out)]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr
+    summary = json.loads(out.with_name(out.stem + ".train.json").read_text())
+    assert summary["data"]["source"] == "folder" and summary["data"]["path"] == str(root)

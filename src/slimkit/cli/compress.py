@@ -17,7 +17,13 @@ import typer
 
 from slimkit.cli.app import app, console
 from slimkit.cli.choices import CALIBRATIONS, DATA_HELP, QUANTIZE_MODES, TECHNIQUES, one_of
-from slimkit.cli.options import check_inputs_exist, parse_key_values, resolve_data, threads_option
+from slimkit.cli.options import (
+    check_inputs_exist,
+    load_data,
+    parse_key_values,
+    resolve_data,
+    threads_option,
+)
 from slimkit.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -70,7 +76,6 @@ def run_compress(
     import numpy as np
 
     from slimkit.cli.display import TrainProgress, make_table, progress_bar
-    from slimkit.data import load_dataset
     from slimkit.export import export
     from slimkit.io import write_json_atomic
     from slimkit.measure import accuracy_of, compare_logits
@@ -83,8 +88,7 @@ def run_compress(
     count = use_threads(threads)
     loaded = load_checkpoint(checkpoint)
     data_config = resolve_data(data_spec, checkpoint)
-    with console.status(f"loading {data_config.to_spec()}"):
-        dataset = load_dataset(data_config)
+    dataset = load_data(data_config)
     names = "+".join(config_to_dict(c)["technique"] for c in configs)
     with progress_bar() as progress:
         tasks: dict[str, TaskID] = {}

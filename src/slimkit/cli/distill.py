@@ -8,7 +8,13 @@ import typer
 
 from slimkit.cli.app import app, console
 from slimkit.cli.choices import DATA_HELP, DEVICES, DISTILL_DEFAULTS, OPTIMIZERS, SCHEDULES, one_of
-from slimkit.cli.options import check_inputs_exist, parse_key_values, resolve_data, threads_option
+from slimkit.cli.options import (
+    check_inputs_exist,
+    load_data,
+    parse_key_values,
+    resolve_data,
+    threads_option,
+)
 from slimkit.errors import ConfigError
 
 
@@ -63,7 +69,6 @@ def distill_command(
     import torch
 
     from slimkit.cli.display import TrainProgress, make_table, progress_bar
-    from slimkit.data import load_dataset
     from slimkit.io import write_json_atomic
     from slimkit.measure import count_costs
     from slimkit.models import create_model, model_spec_of
@@ -93,8 +98,7 @@ def distill_command(
     use_threads(threads)
     teacher_model = load_checkpoint(teacher).model
     data_config = resolve_data(data, teacher, seed=seed)
-    with console.status(f"loading {data_config.to_spec()}"):
-        dataset = load_dataset(data_config)
+    dataset = load_data(data_config)
     kwargs = parse_key_values(student_arg, "--student-arg")
     if Path(student).suffix == ".safetensors":
         if kwargs:

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 from slimkit.errors import ConfigError
 
 if TYPE_CHECKING:  # at run time imported where used: --help must not wait for torch
-    from slimkit.data import DataConfig
+    from slimkit.data import DataConfig, Dataset
+    from slimkit.progress import ProgressEvent
 
 
 def check_inputs_exist(*paths: Path | None, what: str = "model file", folder: bool = False) -> None:
@@ -124,3 +125,17 @@ def threads_option(note: str = "") -> Any:
         help=f"CPU threads to compute with (default: every CPU this process may use, "
         f"{available_cpus()} here; never more){note}.",
     )
+
+
+def load_data(config: DataConfig) -> Dataset:
+    """Load ``config``'s data set under a status line that counts a folder's checked files."""
+    from slimkit.cli.app import console
+    from slimkit.data import load_dataset
+
+    spec = config.to_spec()
+    with console.status(f"loading {spec}") as status:
+
+        def show(event: ProgressEvent) -> None:
+            status.update(f"loading {spec}: {event.info} {event.done:,}/{event.total or 0:,}")
+
+        return load_dataset(config, progress=show)

@@ -16,7 +16,7 @@ import typer
 
 from slimkit.cli.app import app, console
 from slimkit.cli.choices import DATA_HELP, GRANULARITIES, one_of
-from slimkit.cli.options import check_inputs_exist, resolve_data, threads_option
+from slimkit.cli.options import check_inputs_exist, load_data, resolve_data, threads_option
 
 
 @app.command("prune")
@@ -54,7 +54,6 @@ def prune_command(
     """Prune (and cluster) a checkpoint; write a .sparse file and print the size of each stage."""
     check_inputs_exist(checkpoint, what="checkpoint")
     from slimkit.cli.display import TrainProgress, make_table, progress_bar
-    from slimkit.data import load_dataset
     from slimkit.io import write_json_atomic
     from slimkit.techniques import compress, config_to_dict
     from slimkit.techniques.cluster import ClusteringConfig
@@ -85,8 +84,7 @@ def prune_command(
         configs.append(ClusteringConfig(bits=cluster_bits, epochs=cluster_epochs, lr=cluster_lr))
     loaded = load_checkpoint(checkpoint)
     data_config = resolve_data(data, checkpoint)
-    with console.status(f"loading {data_config.to_spec()}"):
-        dataset = load_dataset(data_config)
+    dataset = load_data(data_config)
     with progress_bar() as progress:
         compressed = compress(
             loaded.model,

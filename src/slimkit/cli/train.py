@@ -18,7 +18,7 @@ from slimkit.cli.choices import (
     TRAIN_DEFAULTS,
     one_of,
 )
-from slimkit.cli.options import parse_key_values, threads_option
+from slimkit.cli.options import load_data, parse_key_values, threads_option
 
 
 @app.command("train")
@@ -64,7 +64,7 @@ def train_command(
     import torch
 
     from slimkit.cli.display import TrainProgress, make_table, progress_bar
-    from slimkit.data import load_dataset, parse_data_spec
+    from slimkit.data import parse_data_spec
     from slimkit.io import write_json_atomic
     from slimkit.measure import count_costs
     from slimkit.models import create_model, model_spec_of
@@ -86,8 +86,7 @@ def train_command(
         threads=use_threads(threads),
     )
     kwargs = parse_key_values(model_arg)
-    with console.status(f"loading {data_config.to_spec()}"):
-        dataset = load_dataset(data_config)
+    dataset = load_data(data_config)
     torch.manual_seed(seed)  # initialisation uses the global generator
     net = create_model(
         model, input_shape=dataset.input_shape, num_classes=dataset.num_classes, **kwargs

@@ -27,6 +27,7 @@ from slimkit.data.idx import MNIST_FILES, load_mnist_folder
 from slimkit.data.images import ImageOptions, image_hw, per_channel
 from slimkit.data.split import Split, StreamSplit
 from slimkit.errors import ConfigError, DataError, check_fraction
+from slimkit.progress import Progress, ProgressFn, reporting
 
 logger = logging.getLogger(__name__)
 
@@ -49,19 +50,21 @@ class Loaded:
 class _Source:
     """A registered source: how to read it, whether it needs a path, what the path is."""
 
-    read: Callable[[DataConfig], Loaded]
+    read: Callable[[DataConfig, ProgressFn | None], Loaded]
     needs_path: bool
     path_hint: str = ""
     images: bool = False  # takes image_size, crop and channels
 
 
-def _read_digits(config: DataConfig) -> Loaded:
+def _read_digits(config: DataConfig, report: ProgressFn | None = None) -> Loaded:
     check_options(config.image_options(), "digits")
     images, labels = load_digits_arrays()
     return Loaded(array_split(images, labels, config.image_options(), ""), None, 10)
 
 
-def _read_idx(config: DataConfig, *, official: str | None) -> Loaded:
+def _read_idx(
+    config: DataConfig, report: ProgressFn | None = None, *, official: str | None
+) -> Loaded:
     assert config.path is not None  # DataConfig refuses a missing path
     options = config.image_options()
     check_options(options, f"{config.source}:")
@@ -73,10 +76,10 @@ def _read_idx(config: DataConfig, *, official: str | None) -> Loaded:
     )
 
 
-def _read_folder(config: DataConfig) -> Loaded:
+def _read_folder(config: DataConfig, report: ProgressFn | None = None) -> Loaded:
     assert config.path is not None
     options = config.image_options()
-    scanned = scan_folder(config.path, options)
+    scanned = scan_folder(config.path, options, report)
     splits: dict[str, Split] = {}
     for name, files in scanned.splits.items():
         source = FolderSource(files.paths, options, scanned.channels, scanned.hw)
@@ -89,7 +92,7 @@ def _read_folder(config: DataConfig) -> Loaded:
     )
 
 
-def _read_cifar(config: DataConfig) -> Loaded:
+def _read_cifar(config: DataConfig, report: ProgressFn | None = None) -> Loaded:
     assert config.path is not None
     train, test = open_cifar(config.path, config.source, config.image_options())
     splits = [
@@ -101,7 +104,7 @@ def _read_cifar(config: DataConfig) -> Loaded:
     return Loaded(splits[0], splits[1], train.fmt.num_classes)
 
 
-def _read_npz(config: DataConfig) -> Loaded:
+def _read_npz(config: DataConfig, report: ProgressFn | None = None) -> Loaded:
     assert config.path is not None
     options = config.image_options()
     check_options(options, "npz:")
@@ -409,6 +412,7 @@ def load_dataset(
     seed: int = 0,
     val_fraction: float = 0.1,
     max_train_samples: int | None = None,
+    progress: Progress = None,
 ) -> Dataset:
     """Load a data set with deterministic splits.
 
@@ -423,6 +427,8 @@ def load_dataset(
         seed: Seed of the splits and of the ``max_train_samples`` subset.
         val_fraction: Fraction of the training data held out for validation, in (0, 1).
         max_train_samples: Optional cap on the training samples.
+        progress: the check of a folder's image headers, as ``scan`` events (see
+            :mod:`slimkit.progress`).
 
     Raises:
         ConfigError: The spec or a parameter is invalid.
@@ -444,7 +450,8 @@ def load_dataset(
             "data must be a spec string such as 'digits' or a DataConfig; "
             f"got {type(data).__name__} {data!r}"
         )
-    loaded = _SOURCES[config.source].read(config)
+    with reporting(progress) as report:
+        loaded = _SOURCES[config.source].read(config, report)
     return assemble(
         loaded,
         name=config.source,

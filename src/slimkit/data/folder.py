@@ -25,6 +25,7 @@ import torch
 from slimkit.data.images import ImageOptions
 from slimkit.data.split import Source
 from slimkit.errors import ConfigError, DataError
+from slimkit.progress import ProgressEvent, ProgressFn
 
 logger = logging.getLogger(__name__)
 
@@ -120,8 +121,16 @@ def _header(path: Path) -> tuple[str, tuple[int, int]]:
     return mode, (height, width)
 
 
-def scan_folder(path: str, options: ImageOptions) -> ScannedFolder:
+SCAN_REPORT_EVERY = 256  # files between two progress events of the header check
+
+
+def scan_folder(
+    path: str, options: ImageOptions, report: ProgressFn | None = None
+) -> ScannedFolder:
     """Find the classes and image files of ``path`` and check every file's header.
+
+    ``report`` gets a :class:`~slimkit.progress.ProgressEvent` (stage ``scan``) every
+    :data:`SCAN_REPORT_EVERY` files and at the end.
 
     Raises:
         DataError: One line naming the folder or file and the fix: no class subfolders, one
@@ -160,6 +169,8 @@ def scan_folder(path: str, options: ImageOptions) -> ScannedFolder:
                 "remove the folder"
             )
     index = {name: i for i, name in enumerate(names)}
+    total = sum(len(files) for found in per_split.values() for files in found.values())
+    checked = 0
     splits: dict[str, FolderFiles] = {}
     first: tuple[Path, str, tuple[int, int]] | None = None
     modes: set[str] = set()
@@ -168,6 +179,9 @@ def scan_folder(path: str, options: ImageOptions) -> ScannedFolder:
         if not files:
             raise DataError(f"{layout[split]} holds no images; add some or remove the folder")
         for file, _ in files:
+            checked += 1
+            if report is not None and (checked % SCAN_REPORT_EVERY == 0 or checked == total):
+                report(ProgressEvent("scan", checked, total, f"{folder.name}: image headers"))
             mode, hw = _header(file)
             modes.add(mode)
             if first is None:

@@ -195,10 +195,16 @@ def test_from_torch_streams_a_map_style_dataset() -> None:
     data = from_torch(user, seed=0)
     assert isinstance(data.train, StreamSplit)
     reads = user.reads  # one pass for the labels
-    x, _y = next(data.test.batches(16))
+    x, y = next(data.test.batches(16))
     assert user.reads == reads + 16  # a batch reads its items only
-    reference = load_dataset("digits", seed=0)  # the same splits as the digits source
-    assert torch.equal(data.test.y, reference.test.y) and torch.equal(x, reference.test.x[:16])
+    rows = data.test.rows[:16]  # the user's item of each sample: its input and its label
+    assert torch.equal(x, torch.from_numpy(user.images[rows]))
+    assert torch.equal(y, torch.from_numpy(user.labels[rows]))
+    reference = load_dataset("digits", seed=0)  # split sizes as the digits source's
+    sizes = (len(data.train), len(data.val), len(data.test))
+    assert sizes == (len(reference.train), len(reference.val), len(reference.test))
+    splits = [set(s.rows.tolist()) for s in (data.train, data.val, data.test)]
+    assert set.union(*splits) == set(range(len(user))) and sum(map(len, splits)) == len(user)
     loader = torch.utils.data.DataLoader(user, batch_size=8)
     assert len(from_torch(loader, seed=0).train) == len(reference.train)
 

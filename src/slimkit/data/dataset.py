@@ -83,8 +83,10 @@ def _read_folder(config: DataConfig, report: ProgressFn | None = None) -> Loaded
     splits: dict[str, Split] = {}
     for name, files in scanned.splits.items():
         source = FolderSource(files.paths, options, scanned.channels, scanned.hw)
-        rows = np.arange(len(files.paths), dtype=np.int64)
-        splits[name] = StreamSplit(source, rows, torch.from_numpy(files.labels), config.workers)
+        # files come class by class: a seeded order makes any first n (calibration) a sample
+        rows = np.random.default_rng(config.seed).permutation(len(files.paths))
+        labels = torch.from_numpy(files.labels[rows])
+        splits[name] = StreamSplit(source, rows, labels, config.workers)
     train = splits.get("all", splits.get("train"))
     assert train is not None  # scan_folder gives "all" or "train"
     return Loaded(

@@ -143,7 +143,7 @@ def _labels(dataset: Any, name: str) -> np.ndarray:
     ).numpy()
 
 
-def _torch_split(data: Any, name: str, workers: int) -> Split:
+def _torch_split(data: Any, name: str, workers: int, seed: int) -> Split:
     if isinstance(data, torch.utils.data.DataLoader):
         data = data.dataset
     if isinstance(data, torch.utils.data.IterableDataset):
@@ -163,9 +163,9 @@ def _torch_split(data: Any, name: str, workers: int) -> Split:
         raise DataError(f"{name} is empty")
     labels = _labels(data, name)
     source = TorchSource(data, name)
-    return StreamSplit(
-        source, np.arange(len(labels), dtype=np.int64), torch.from_numpy(labels), workers
-    )
+    # a dataset is often ordered class by class: a seeded order makes any first n a sample
+    rows = np.random.default_rng(seed).permutation(len(labels))
+    return StreamSplit(source, rows, torch.from_numpy(labels[rows]), workers)
 
 
 def from_torch(
@@ -199,7 +199,7 @@ def from_torch(
     if isinstance(workers, bool) or not isinstance(workers, int) or not 0 <= workers <= 64:
         raise ConfigError(f"workers must be an integer in 0..64; got {workers!r}")
     splits = {
-        name: _torch_split(data, name, workers)
+        name: _torch_split(data, name, workers, seed)
         for name, data in (("train", train), ("val", val), ("test", test))
         if data is not None
     }

@@ -15,10 +15,13 @@ from typing import Any
 import typer
 
 # slimkit.data.DATA_SOURCES; the default data and the input shape of its samples
-DATA_SOURCES = ("digits", "mnist", "fashion-mnist", "idx")
+DATA_SOURCES = ("digits", "mnist", "fashion-mnist", "idx", "folder", "cifar10", "cifar100", "npz")
 DEFAULT_DATA = "digits"
 DEFAULT_DATA_SHAPE = "1x8x8"  # load_dataset("digits").input_shape
-DATA_HELP = "Data spec: digits (8x8, built in), mnist:PATH, fashion-mnist:PATH or idx:PATH"
+DATA_HELP = (
+    "Data spec: digits (8x8, built in), mnist:PATH, fashion-mnist:PATH, idx:PATH, folder:PATH "
+    "(one subfolder of images per class), cifar10:PATH, cifar100:PATH (binary) or npz:PATH"
+)
 
 # slimkit.models.list_models() and DEFAULT_MODEL
 MODELS = (

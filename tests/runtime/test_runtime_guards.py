@@ -178,7 +178,10 @@ def test_executorch_refuses_a_file_that_crashes_it(change: str, tmp_path: Path) 
     ("value", "message"),
     [
         ("{", "corrupt slimkit.model_spec"),
-        ('{"name": "mlp", "input_shape": [1, 8], "num_classes": 10}', "corrupt slimkit.model_spec"),
+        (
+            '{"name": "mlp", "input_shape": [1, 8, 8, 8, 8], "num_classes": 10}',
+            "corrupt slimkit.model_spec",
+        ),
     ],
 )
 def test_onnx_with_corrupt_slimkit_metadata(value: str, message: str, tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ import torch
 from slimkit.data.arrays import array_split, read_npz
 from slimkit.data.cifar import open_cifar
 from slimkit.data.digits import load_digits_arrays
-from slimkit.data.folder import FolderSource, check_options, scan_folder
+from slimkit.data.folder import FolderSource, scan_folder
 from slimkit.data.idx import MNIST_FILES, load_mnist_folder
 from slimkit.data.images import ImageOptions, image_hw, per_channel
 from slimkit.data.split import Split, StreamSplit
@@ -57,7 +57,7 @@ class _Source:
 
 
 def _read_digits(config: DataConfig, report: ProgressFn | None = None) -> Loaded:
-    check_options(config.image_options(), "digits")
+    config.image_options().check_fixed_shape("digits")
     images, labels = load_digits_arrays()
     return Loaded(array_split(images, labels, config.image_options(), ""), None, 10)
 
@@ -67,7 +67,7 @@ def _read_idx(
 ) -> Loaded:
     assert config.path is not None  # DataConfig refuses a missing path
     options = config.image_options()
-    check_options(options, f"{config.source}:")
+    options.check_fixed_shape(f"{config.source}:")
     x, y, x_test, y_test = load_mnist_folder(config.path, official=official)
     return Loaded(
         array_split(x, y, options, "train"),
@@ -109,7 +109,7 @@ def _read_cifar(config: DataConfig, report: ProgressFn | None = None) -> Loaded:
 def _read_npz(config: DataConfig, report: ProgressFn | None = None) -> Loaded:
     assert config.path is not None
     options = config.image_options()
-    check_options(options, "npz:")
+    options.check_fixed_shape("npz:")
     splits = read_npz(config.path, options)
     train = splits["all"] if "all" in splits else splits["train"]
     return Loaded(train, splits.get("test"), None, splits.get("val"))

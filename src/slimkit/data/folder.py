@@ -24,7 +24,7 @@ import torch
 
 from slimkit.data.images import ImageOptions
 from slimkit.data.split import Source
-from slimkit.errors import ConfigError, DataError
+from slimkit.errors import DataError
 from slimkit.progress import ProgressEvent, ProgressFn
 
 logger = logging.getLogger(__name__)
@@ -238,12 +238,3 @@ class FolderSource(Source):
                 )
             out[i] = pixels
         return self.options.normalize(out)
-
-
-def check_options(options: ImageOptions, where: str) -> None:
-    """Refuse image options a source cannot apply (they would be silently ignored)."""
-    if options.resizes:
-        raise ConfigError(
-            f"image_size, crop and channels apply to folder: and cifar sources; {where} "
-            "gives arrays of a fixed shape (mean and std apply)"
-        )

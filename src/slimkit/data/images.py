@@ -145,3 +145,12 @@ class ImageOptions:
     @property
     def normalizes(self) -> bool:
         return self.mean is not None or self.std is not None
+
+    def check_fixed_shape(self, where: str) -> None:
+        """Refuse resize, crop and channels for a source of fixed-shape arrays (they would be
+        silently ignored); mean and std apply to every source."""
+        if self.resizes:
+            raise ConfigError(
+                f"image_size, crop and channels apply to folder: and cifar sources; {where} "
+                "gives arrays of a fixed shape (mean and std apply)"
+            )
